@@ -1,0 +1,185 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/crypto"
+)
+
+// Default values used by DefaultConfig.
+const (
+	DefaultPort         = 55556
+	DefaultMaxFrameSize = 16<<20 + 256<<10 // a 16 MiB relay message plus cluster headers
+)
+
+// Config configures an Overlay. The zero value is not usable: start from
+// DefaultConfig and set Network and Key.
+type Config struct {
+	// Network is the name of the network. Daemons join only daemons with the
+	// same name and key. The name never appears on the wire in clear.
+	Network string
+
+	// Key is the network key every member shares. All overlay traffic is
+	// authenticated and encrypted with keys derived from it.
+	Key crypto.Key
+
+	// NodeID names this daemon in the network; it must be unique. Default:
+	// the host name plus a random suffix, so a restarted daemon is a new node.
+	NodeID string
+
+	// ListenAddr is the one host:port used for all overlay traffic: UDP gossip
+	// and every TCP connection (membership streams and data links). Port 0
+	// picks a free port (TCP and UDP get the same one). Default 0.0.0.0:55556.
+	ListenAddr string
+
+	// AdvertiseAddr is the host:port other daemons use to reach this one.
+	// Default: the listen address, or the host's private IP when listening on
+	// an unspecified address.
+	AdvertiseAddr string
+
+	// Zone is an opaque locality label (rack, AZ) gossiped to every peer and
+	// used by upper layers for locality-aware balancing. At most 64 bytes.
+	Zone string
+
+	// Logger receives the overlay's log lines (memberlist's are bridged into
+	// it). Default: zerolog.Nop().
+	Logger zerolog.Logger
+
+	// Delegate receives frames and peer events. Required.
+	Delegate Delegate
+
+	// MaxFrameSize bounds one frame between daemons, checked before any
+	// allocation. Larger frames are refused by Send and close a link that
+	// receives one. Default DefaultMaxFrameSize.
+	MaxFrameSize int
+
+	// SendQueueLen bounds the frames waiting per peer, per priority. When the
+	// queue is full, Send fails with ErrBackpressure; the caller decides what
+	// to drop. Default 8192. Raising it trades memory for burst tolerance.
+	SendQueueLen int
+
+	// SendQueueBytes bounds the payload bytes waiting per peer across both
+	// priorities. Default 64 MiB.
+	SendQueueBytes int
+
+	// HandshakeTimeout bounds the Noise handshake and the first record of
+	// every inbound TCP connection. Default 5s. Lower values shed slow
+	// (possibly hostile) connections sooner; too low fails on slow links.
+	HandshakeTimeout time.Duration
+
+	// MaxPendingHandshakes caps inbound connections still in their handshake;
+	// more are closed at once. Default 128. Bounds memory under a flood of
+	// half-open connections.
+	MaxPendingHandshakes int
+
+	// DialTimeout bounds establishing a data link (TCP connect + handshake).
+	// Default 5s.
+	DialTimeout time.Duration
+
+	// Gossip tunes failure detection. Default LANGossip().
+	Gossip GossipConfig
+}
+
+// GossipConfig tunes memberlist's SWIM failure detector. See memberlist's
+// Config for the full trade-offs; the fields here are the ones operators
+// most often change.
+type GossipConfig struct {
+	// ProbeInterval is how often each node probes a random peer. A dead node
+	// is suspected after about one interval and declared dead after
+	// SuspicionMult*log10(N+1)*ProbeInterval. Lower is faster detection at
+	// the cost of more packets. LAN default 1s.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long to wait for a probe's ack. LAN default 500ms.
+	ProbeTimeout time.Duration
+	// SuspicionMult scales the time a suspect node has to refute. LAN default 4.
+	SuspicionMult int
+	// GossipInterval is how often state changes are gossiped. LAN default 200ms.
+	GossipInterval time.Duration
+	// PushPullInterval is the full-state anti-entropy period. LAN default 30s.
+	PushPullInterval time.Duration
+	// DeadNodeReclaimTime is how long a dead node's name stays reserved.
+	// Default 0 (immediately reusable).
+	DeadNodeReclaimTime time.Duration
+}
+
+// LANGossip returns memberlist's LAN settings.
+func LANGossip() GossipConfig {
+	return GossipConfig{
+		ProbeInterval:    time.Second,
+		ProbeTimeout:     500 * time.Millisecond,
+		SuspicionMult:    4,
+		GossipInterval:   200 * time.Millisecond,
+		PushPullInterval: 30 * time.Second,
+	}
+}
+
+// LocalGossip returns fast settings for loopback tests: failures are
+// detected within about a second.
+func LocalGossip() GossipConfig {
+	return GossipConfig{
+		ProbeInterval:    200 * time.Millisecond,
+		ProbeTimeout:     100 * time.Millisecond,
+		SuspicionMult:    3,
+		GossipInterval:   50 * time.Millisecond,
+		PushPullInterval: 5 * time.Second,
+	}
+}
+
+// DefaultConfig returns a Config with every field but Network, Key and
+// Delegate set to its default.
+func DefaultConfig() *Config {
+	return &Config{
+		ListenAddr:           fmt.Sprintf("0.0.0.0:%d", DefaultPort),
+		Logger:               zerolog.Nop(),
+		MaxFrameSize:         DefaultMaxFrameSize,
+		SendQueueLen:         8192,
+		SendQueueBytes:       64 << 20,
+		HandshakeTimeout:     5 * time.Second,
+		MaxPendingHandshakes: 128,
+		DialTimeout:          5 * time.Second,
+		Gossip:               LANGossip(),
+	}
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	switch {
+	case c.Network == "":
+		return errors.New("overlay: config: network name is empty")
+	case len(c.Network) > 255:
+		return errors.New("overlay: config: network name longer than 255 bytes")
+	case c.Key == crypto.Key{}:
+		return errors.New("overlay: config: network key is all zero")
+	case c.Delegate == nil:
+		return errors.New("overlay: config: Delegate is nil")
+	case len(c.Zone) > 64:
+		return errors.New("overlay: config: zone longer than 64 bytes")
+	case len(c.NodeID) > 128:
+		return errors.New("overlay: config: node id longer than 128 bytes")
+	case c.MaxFrameSize < 1024:
+		return errors.New("overlay: config: MaxFrameSize below 1024")
+	case c.SendQueueLen < 1 || c.SendQueueBytes < c.MaxFrameSize:
+		return errors.New("overlay: config: SendQueueLen must be positive and SendQueueBytes at least MaxFrameSize")
+	case c.HandshakeTimeout <= 0 || c.DialTimeout <= 0:
+		return errors.New("overlay: config: HandshakeTimeout and DialTimeout must be positive")
+	case c.MaxPendingHandshakes < 1:
+		return errors.New("overlay: config: MaxPendingHandshakes must be positive")
+	case c.Gossip.ProbeInterval <= 0 || c.Gossip.ProbeTimeout <= 0 || c.Gossip.SuspicionMult < 1 ||
+		c.Gossip.GossipInterval <= 0 || c.Gossip.PushPullInterval < 0:
+		return errors.New("overlay: config: gossip intervals must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		return fmt.Errorf("overlay: config: listen address: %w", err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("overlay: config: advertise address: %w", err)
+		}
+	}
+	return nil
+}

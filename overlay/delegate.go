@@ -1,0 +1,68 @@
+package overlay
+
+// State is a peer's membership state as seen by this node.
+type State uint8
+
+// Peer states. The values are local, never sent on the wire.
+const (
+	StateAlive State = iota
+	StateSuspect
+	StateDead
+	StateLeft
+)
+
+func (s State) String() string {
+	switch s {
+	case StateAlive:
+		return "alive"
+	case StateSuspect:
+		return "suspect"
+	case StateDead:
+		return "dead"
+	case StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Peer describes one daemon of the network.
+type Peer struct {
+	ID    string // node id, unique in the network
+	Addr  string // host:port of its overlay listener
+	Zone  string // locality label, "" if none
+	State State
+	// AppVersion is the version of the peer's upper-layer state (its
+	// interest table), gossiped in its node metadata. Upper layers pull the
+	// state when the version they hold differs.
+	AppVersion uint64
+}
+
+// Priority selects the queue a frame waits in. Control frames are written
+// ahead of bulk frames.
+type Priority uint8
+
+// Frame priorities.
+const (
+	Bulk Priority = iota
+	Control
+)
+
+// Delegate is implemented by the layer above the overlay. Methods are called
+// from overlay goroutines and must not block: hand work off to a bounded queue
+// instead. They may call back into the Overlay.
+type Delegate interface {
+	// HandleFrame is called by a link's reader goroutine for every frame
+	// received from peer from, in the order the peer sent them. The callee
+	// owns payload.
+	HandleFrame(from string, payload []byte)
+
+	// HandlePeer is called when a peer joins, changes its metadata, is
+	// suspected, fails or leaves. Calls for one peer are serialized and carry
+	// its latest state; intermediate states may be coalesced.
+	HandlePeer(p Peer)
+
+	// HandleLinkDown is called after the data link to peer id broke or could
+	// not be established. Frames sent to it before the call may have been
+	// lost; later frames go over a new link.
+	HandleLinkDown(id string)
+}

@@ -1,0 +1,344 @@
+package overlay
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iris-mesh/iris/crypto"
+)
+
+// Frame kinds inside a link's plaintext stream. ONLY APPEND.
+const (
+	frameApp byte = 'F' // an upper-layer frame
+)
+
+const (
+	frameHeaderSize = 5
+	// flushThreshold is how many sealed bytes the writer gathers before one
+	// write: many records per syscall under load.
+	flushThreshold = 256 << 10
+	// linkWriteTimeout closes a link whose peer stopped reading.
+	linkWriteTimeout = 30 * time.Second
+	// readBufferSize is the link reader's socket buffer: several records per read syscall.
+	readBufferSize = 256 << 10
+)
+
+// qframe is one queued frame: head and body are written back to back and
+// arrive at the peer as one payload. Queues hold qframes by value, so
+// queueing allocates nothing.
+type qframe struct {
+	head, body []byte
+}
+
+func (f *qframe) size() int { return len(f.head) + len(f.body) }
+
+// link is one established, authenticated data connection to a peer.
+type link struct {
+	p        *peer
+	conn     net.Conn
+	sess     *crypto.Session
+	outbound bool // dialed by this node
+
+	closeOnce  sync.Once
+	closeCh    chan struct{}
+	writerDone chan struct{}
+	err        error // first error; set before closeCh is closed
+}
+
+func newLink(p *peer, conn net.Conn, sess *crypto.Session, outbound bool) *link {
+	return &link{
+		p: p, conn: conn, sess: sess, outbound: outbound,
+		closeCh:    make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// close records err as the reason (first one wins) and unblocks both loops.
+func (l *link) close(err error) {
+	l.closeOnce.Do(func() {
+		l.err = err
+		close(l.closeCh)
+		l.conn.Close()
+	})
+}
+
+// run serves the link until it breaks or is closed: the writer in its own
+// goroutine, the reader in this one. It returns after both have exited.
+func (l *link) run() {
+	go func() {
+		defer close(l.writerDone)
+		if err := l.writeLoop(); err != nil {
+			l.close(fmt.Errorf("write: %w", err))
+		}
+	}()
+	err := l.readLoop()
+	l.close(fmt.Errorf("read: %w", err))
+	<-l.writerDone
+	l.p.o.linkClosed(l)
+}
+
+// writeLoop drains the peer's queues, control first, packing frames into
+// records and records into writes.
+func (l *link) writeLoop() error {
+	p := l.p
+	plain := make([]byte, 0, crypto.MaxRecordPlaintext)
+	out := make([]byte, 0, flushThreshold+crypto.RecordHeaderSize+65535)
+	var hdr [frameHeaderSize]byte
+	seal := func() error {
+		if len(plain) == 0 {
+			return nil
+		}
+		var err error
+		out, err = l.sess.Seal(out, plain)
+		plain = plain[:0]
+		return err
+	}
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
+		_, err := l.conn.Write(out)
+		p.o.stats.bytesOut.Add(uint64(len(out)))
+		out = out[:0]
+		return err
+	}
+	// put appends b to the plaintext, sealing full records and flushing
+	// full batches on the way.
+	put := func(b []byte) error {
+		for len(b) > 0 {
+			n := copy(plain[len(plain):cap(plain)], b)
+			plain = plain[:len(plain)+n]
+			b = b[n:]
+			if len(plain) == cap(plain) {
+				if err := seal(); err != nil {
+					return err
+				}
+				if len(out) >= flushThreshold {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}
+	for {
+		f, ok := p.next(l.closeCh)
+		if !ok {
+			return nil
+		}
+		for {
+			hdr[0] = frameApp
+			binary.BigEndian.PutUint32(hdr[1:], uint32(f.size()))
+			if err := put(hdr[:]); err != nil {
+				return err
+			}
+			if err := put(f.head); err != nil {
+				return err
+			}
+			if err := put(f.body); err != nil {
+				return err
+			}
+			p.o.stats.framesOut.Add(1)
+			if f, ok = p.poll(); !ok {
+				break
+			}
+		}
+		if err := seal(); err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// readLoop reads records, decrypts each in place into its own buffer and
+// hands out frames as slices of it: one allocation per record, none per
+// frame, unless a frame spans records.
+func (l *link) readLoop() error {
+	o := l.p.o
+	br := bufio.NewReaderSize(l.conn, readBufferSize)
+	fp := frameParser{max: o.cfg.MaxFrameSize, deliver: l.deliver}
+	for {
+		var rh [crypto.RecordHeaderSize]byte
+		if _, err := io.ReadFull(br, rh[:]); err != nil {
+			return err
+		}
+		n := int(binary.BigEndian.Uint16(rh[:]))
+		rec := make([]byte, n)
+		if _, err := io.ReadFull(br, rec); err != nil {
+			return err
+		}
+		plain, err := l.sess.Open(rec[:0], rec)
+		if err != nil {
+			return err
+		}
+		o.stats.bytesIn.Add(uint64(n + crypto.RecordHeaderSize))
+		if err := fp.feed(plain); err != nil {
+			return err
+		}
+	}
+}
+
+// frameParser splits a link's plaintext stream into frames. Frames that lie
+// inside one fed chunk are delivered as slices of it; a frame spanning
+// chunks is assembled in a buffer allocated once its length is checked.
+type frameParser struct {
+	max     int
+	deliver func(kind byte, payload []byte)
+
+	hdr  [frameHeaderSize]byte
+	hdrN int
+	want int    // body length of the frame being assembled
+	asm  []byte // body of a frame spanning chunks; nil when not assembling
+}
+
+// feed consumes one chunk of the stream. The parser keeps slices of chunk.
+func (fp *frameParser) feed(chunk []byte) error {
+	for len(chunk) > 0 {
+		if fp.asm != nil {
+			k := min(fp.want-len(fp.asm), len(chunk))
+			fp.asm = append(fp.asm, chunk[:k]...)
+			chunk = chunk[k:]
+			if len(fp.asm) == fp.want {
+				fp.deliver(fp.hdr[0], fp.asm)
+				fp.asm, fp.hdrN = nil, 0
+			}
+			continue
+		}
+		k := copy(fp.hdr[fp.hdrN:], chunk)
+		fp.hdrN += k
+		chunk = chunk[k:]
+		if fp.hdrN < frameHeaderSize {
+			continue
+		}
+		fp.want = int(binary.BigEndian.Uint32(fp.hdr[1:]))
+		if fp.want > fp.max {
+			return fmt.Errorf("%w: frame of %d bytes exceeds limit %d", errBadFrame, fp.want, fp.max)
+		}
+		if len(chunk) >= fp.want {
+			fp.deliver(fp.hdr[0], chunk[:fp.want:fp.want])
+			chunk = chunk[fp.want:]
+			fp.hdrN = 0
+			continue
+		}
+		fp.asm = make([]byte, 0, fp.want)
+	}
+	return nil
+}
+
+var errBadFrame = errors.New("overlay: bad frame")
+
+func (l *link) deliver(kind byte, payload []byte) {
+	o := l.p.o
+	if kind != frameApp {
+		o.stats.framesSkipped.Add(1) // from a newer peer; skip, as derp does
+		return
+	}
+	o.stats.framesIn.Add(1)
+	o.cfg.Delegate.HandleFrame(l.p.id, payload)
+}
+
+// peer holds what this node keeps per remote daemon: its bounded send
+// queues, which outlive any one link, and its current link.
+type peer struct {
+	o  *Overlay
+	id string
+
+	ctrl, bulk  chan qframe // bounded; drained by the current link's writer
+	queuedBytes atomic.Int64
+	hasLink     atomic.Bool // fast path for Send: no dial needed
+	linkUpCh    chan struct{}
+
+	mu      sync.Mutex // protects following
+	addr    string     // overlay address; "" until gossip tells it
+	link    *link
+	dialing bool
+	removed bool
+}
+
+func newPeer(o *Overlay, id, addr string) *peer {
+	return &peer{
+		o: o, id: id, addr: addr,
+		ctrl:     make(chan qframe, o.cfg.SendQueueLen),
+		bulk:     make(chan qframe, o.cfg.SendQueueLen),
+		linkUpCh: make(chan struct{}, 1),
+	}
+}
+
+// next blocks for the next frame, control first. It returns false when stop
+// is closed.
+func (p *peer) next(stop <-chan struct{}) (qframe, bool) {
+	if f, ok := p.poll(); ok {
+		return f, true
+	}
+	select {
+	case f := <-p.ctrl:
+		p.queuedBytes.Add(-int64(f.size()))
+		return f, true
+	case f := <-p.bulk:
+		p.queuedBytes.Add(-int64(f.size()))
+		return f, true
+	case <-stop:
+		return qframe{}, false
+	}
+}
+
+// poll returns a queued frame without blocking, control first.
+func (p *peer) poll() (qframe, bool) {
+	var f qframe
+	select {
+	case f = <-p.ctrl:
+	default:
+		select {
+		case f = <-p.bulk:
+		default:
+			return f, false
+		}
+	}
+	p.queuedBytes.Add(-int64(f.size()))
+	return f, true
+}
+
+// drop discards every queued frame and returns how many there were.
+func (p *peer) drop() int {
+	n := 0
+	for {
+		if _, ok := p.poll(); !ok {
+			return n
+		}
+		n++
+	}
+}
+
+// enqueue queues f without blocking.
+func (p *peer) enqueue(prio Priority, f qframe) error {
+	n := int64(f.size())
+	if p.queuedBytes.Add(n) > int64(p.o.cfg.SendQueueBytes) {
+		p.queuedBytes.Add(-n)
+		return ErrBackpressure
+	}
+	ch := p.bulk
+	if prio == Control {
+		ch = p.ctrl
+	}
+	select {
+	case ch <- f:
+		return nil
+	default:
+		p.queuedBytes.Add(-n)
+		return ErrBackpressure
+	}
+}
+
+// queued reports whether any frame waits.
+func (p *peer) queued() bool { return len(p.ctrl)+len(p.bulk) > 0 }

@@ -1,0 +1,452 @@
+package overlay
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/crypto"
+)
+
+// Errors returned by the overlay.
+var (
+	ErrClosed        = errors.New("overlay: closed")
+	ErrUnknownPeer   = errors.New("overlay: unknown peer")
+	ErrBackpressure  = errors.New("overlay: send queue full")
+	ErrFrameTooLarge = errors.New("overlay: frame too large")
+)
+
+// Overlay is this daemon's membership in a network: it tracks the other
+// daemons and moves frames to and from them over encrypted links.
+type Overlay struct {
+	cfg    Config
+	id     string
+	log    zerolog.Logger
+	tr     *transport
+	ml     *memberlist.Memberlist
+	events *eventQueue
+	stats  counters
+
+	shutdownCh chan struct{}
+	closeOnce  sync.Once
+	logState   bridgeState // memberlist's log lines are dropped once stopped
+	wg         sync.WaitGroup // every goroutine but the transport's
+
+	metaMu  sync.Mutex // protects following
+	meta    nodeMeta
+	metaCh  chan struct{} // wakes the meta updater; cap 1
+
+	mu      sync.RWMutex // protects following
+	closed  bool
+	peers   map[string]*peer
+	members map[string]*member // every node ever seen, self excluded, bounded
+}
+
+// member is the status view of one node.
+type member struct {
+	Peer
+	since time.Time
+}
+
+// maxRememberedGone bounds how many dead or departed nodes are remembered.
+const maxRememberedGone = 1024
+
+// New starts an overlay node: it binds the listen address and starts
+// gossip. Call Join to contact other daemons.
+func New(cfg *Config) (*Overlay, error) {
+	if cfg == nil {
+		return nil, errors.New("overlay: nil config")
+	}
+	c := *cfg
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID()
+	}
+	o := &Overlay{
+		cfg:        c,
+		id:         c.NodeID,
+		log:        c.Logger.With().Str("component", "overlay").Logger(),
+		shutdownCh: make(chan struct{}),
+		metaCh:     make(chan struct{}, 1),
+		peers:      make(map[string]*peer),
+		members:    make(map[string]*member),
+		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
+	}
+	o.events = newEventQueue(o)
+	tcp, udp, err := listen(c.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: listen %s: %w", c.ListenAddr, err)
+	}
+	o.tr = newTransport(o, tcp, udp)
+	ml, err := memberlist.Create(o.memberlistConfig())
+	if err != nil {
+		o.tr.Shutdown()
+		return nil, fmt.Errorf("overlay: start membership: %w", err)
+	}
+	o.ml = ml
+	o.wg.Go(o.events.run)
+	o.wg.Go(o.metaLoop)
+	o.log.Info().Str("node", o.id).Str("listen", o.Addr()).Msg("overlay started")
+	return o, nil
+}
+
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "irisd"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+func (o *Overlay) memberlistConfig() *memberlist.Config {
+	c := memberlist.DefaultLANConfig()
+	c.Name = o.id
+	c.Transport = o.tr
+	c.Delegate = (*mlDelegate)(o)
+	c.Events = (*mlEvents)(o)
+	c.SecretKey = crypto.DeriveGossipKey(o.cfg.Key, o.cfg.Network)
+	c.Label = crypto.DeriveLabel(o.cfg.Key, o.cfg.Network)
+	c.Logger = log.New(logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}, "", 0)
+	g := o.cfg.Gossip
+	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult
+	c.GossipInterval, c.PushPullInterval = g.GossipInterval, g.PushPullInterval
+	c.DeadNodeReclaimTime = g.DeadNodeReclaimTime
+	c.TCPTimeout = o.cfg.DialTimeout
+	bound := o.tr.tcp.Addr().(*net.TCPAddr)
+	c.BindAddr, c.BindPort = bound.IP.String(), bound.Port
+	c.AdvertiseAddr, c.AdvertisePort = "", 0 // the transport decides
+	if o.cfg.AdvertiseAddr != "" {
+		host, port, _ := net.SplitHostPort(o.cfg.AdvertiseAddr)
+		c.AdvertiseAddr = host
+		c.AdvertisePort, _ = strconv.Atoi(port)
+	}
+	return c
+}
+
+// ID returns this node's id.
+func (o *Overlay) ID() string { return o.id }
+
+// Addr returns the host:port other daemons reach this one at.
+func (o *Overlay) Addr() string {
+	if o.ml == nil {
+		return o.tr.tcp.Addr().String()
+	}
+	return o.ml.LocalNode().Address()
+}
+
+// Zone returns this node's zone.
+func (o *Overlay) Zone() string { return o.cfg.Zone }
+
+// Join contacts the given daemons (host or host:port, the port defaulting
+// to DefaultPort) and merges their view of the network. It returns how many
+// answered; an error only if none did.
+func (o *Overlay) Join(addrs []string) (int, error) {
+	norm := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			a = net.JoinHostPort(a, strconv.Itoa(DefaultPort))
+		}
+		norm = append(norm, a)
+	}
+	if len(norm) == 0 {
+		return 0, nil
+	}
+	n, err := o.ml.Join(norm)
+	if n > 0 {
+		err = nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("overlay: join %v: %w", norm, err)
+	}
+	return n, nil
+}
+
+// Leave tells the network this node is leaving, so peers see it as left
+// rather than failed, waiting at most timeout for the news to go out.
+// Close the overlay afterwards.
+func (o *Overlay) Leave(timeout time.Duration) error {
+	o.mu.RLock()
+	closed := o.closed
+	o.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	o.metaMu.Lock()
+	o.meta.Leaving = true
+	o.metaMu.Unlock()
+	if err := o.ml.UpdateNode(timeout / 2); err != nil {
+		o.log.Debug().Err(err).Msg("leave notice not confirmed")
+	}
+	return o.ml.Leave(timeout / 2)
+}
+
+// Close shuts the node down at once: membership stops, links close, and
+// every goroutine has exited when Close returns. Calling Leave first makes
+// the departure graceful. Close may be called more than once.
+func (o *Overlay) Close() error {
+	o.closeOnce.Do(func() {
+		o.mu.Lock()
+		o.closed = true
+		peers := o.peers
+		o.peers = map[string]*peer{}
+		o.mu.Unlock()
+		_ = o.ml.Shutdown() // shuts the transport down and waits for it
+		close(o.shutdownCh)
+		for _, p := range peers {
+			p.remove()
+		}
+		o.wg.Wait()
+		o.logState.stop()
+		o.log.Info().Msg("overlay closed")
+	})
+	return nil
+}
+
+// goIfOpen runs f in a goroutine owned by o, unless o is closed.
+func (o *Overlay) goIfOpen(f func()) bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.closed {
+		return false
+	}
+	o.wg.Go(f)
+	return true
+}
+
+// Send queues one frame, head then body, for peer id and returns at once.
+// The overlay keeps both slices until the frame is written: the caller must
+// not modify them. Frames to one peer at one priority arrive in order.
+// Send fails with ErrBackpressure when the peer's queue is full, and with
+// ErrUnknownPeer when id is not a member of the network.
+func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
+	if len(head)+len(body) > o.cfg.MaxFrameSize {
+		return ErrFrameTooLarge
+	}
+	o.mu.RLock()
+	p, closed := o.peers[id], o.closed
+	o.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if p == nil {
+		return ErrUnknownPeer
+	}
+	if err := p.enqueue(prio, qframe{head: head, body: body}); err != nil {
+		o.stats.framesDropped.Add(1)
+		return err
+	}
+	if !p.hasLink.Load() {
+		p.ensureDial()
+	}
+	return nil
+}
+
+// peerFor returns the peer for id, creating it if needed; nil when closed.
+func (o *Overlay) peerFor(id, addr string) *peer {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil
+	}
+	p := o.peers[id]
+	if p == nil {
+		p = newPeer(o, id, addr)
+		o.peers[id] = p
+	} else if addr != "" {
+		p.mu.Lock()
+		p.addr = addr
+		p.mu.Unlock()
+	}
+	return p
+}
+
+// linkClosed is called once per link after both its loops have exited.
+func (o *Overlay) linkClosed(l *link) {
+	p := l.p
+	p.mu.Lock()
+	current := p.link == l
+	if current {
+		p.link = nil
+		p.hasLink.Store(false)
+	}
+	removed := p.removed
+	p.mu.Unlock()
+	if current && !removed {
+		if n := p.drop(); n > 0 {
+			o.stats.framesDropped.Add(uint64(n))
+		}
+		o.log.Debug().Str("peer", p.id).Err(l.err).Msg("data link down")
+	}
+	o.stats.linkDowns.Add(1)
+	o.events.linkDown(p.id)
+	if current && p.queued() {
+		p.ensureDial()
+	}
+}
+
+// remove forgets the peer: its link closes and its queue is dropped.
+func (p *peer) remove() {
+	p.mu.Lock()
+	p.removed = true
+	l := p.link
+	p.mu.Unlock()
+	if l != nil {
+		l.close(errors.New("peer removed"))
+	}
+	if n := p.drop(); n > 0 {
+		p.o.stats.framesDropped.Add(uint64(n))
+	}
+}
+
+// Peers returns every other node this node knows of, alive or not, sorted
+// by id. Dead and departed nodes are remembered for a while.
+func (o *Overlay) Peers() []Peer {
+	o.mu.RLock()
+	out := make([]Peer, 0, len(o.members))
+	for _, m := range o.members {
+		out = append(out, m.Peer)
+	}
+	o.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Peer returns what this node knows of node id.
+func (o *Overlay) Peer(id string) (Peer, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	m, ok := o.members[id]
+	if !ok {
+		return Peer{}, false
+	}
+	return m.Peer, true
+}
+
+// SetAppVersion sets the upper-layer state version gossiped in this node's
+// metadata. It returns at once; the gossip goes out in the background.
+func (o *Overlay) SetAppVersion(v uint64) {
+	o.metaMu.Lock()
+	o.meta.App = v
+	o.metaMu.Unlock()
+	select {
+	case o.metaCh <- struct{}{}:
+	default:
+	}
+}
+
+// metaLoop pushes metadata changes into gossip, coalescing bursts.
+func (o *Overlay) metaLoop() {
+	for {
+		select {
+		case <-o.metaCh:
+			if err := o.ml.UpdateNode(o.cfg.DialTimeout); err != nil {
+				o.log.Debug().Err(err).Msg("metadata update not confirmed")
+			}
+		case <-o.shutdownCh:
+			return
+		}
+	}
+}
+
+// setMember records a membership change and queues the event.
+func (o *Overlay) setMember(n *memberlist.Node, st State) {
+	var meta nodeMeta
+	if err := meta.decode(n.Meta); err != nil {
+		o.log.Warn().Str("peer", n.Name).Err(err).Msg("bad node metadata")
+	}
+	p := Peer{ID: n.Name, Addr: n.Address(), Zone: meta.Zone, State: st, AppVersion: meta.App}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.members[p.ID] = &member{Peer: p, since: time.Now()}
+	o.forgetOldestGoneLocked()
+	var gone *peer
+	if st == StateAlive {
+		if pe := o.peers[p.ID]; pe == nil {
+			o.peers[p.ID] = newPeer(o, p.ID, p.Addr)
+		} else {
+			pe.mu.Lock()
+			pe.addr = p.Addr
+			pe.mu.Unlock()
+		}
+	} else if pe := o.peers[p.ID]; pe != nil {
+		gone = pe
+		delete(o.peers, p.ID)
+	}
+	o.mu.Unlock()
+	if gone != nil {
+		gone.remove()
+	}
+	o.events.peer(p)
+}
+
+func (o *Overlay) forgetOldestGoneLocked() {
+	if len(o.members) <= maxRememberedGone {
+		return
+	}
+	var oldest *member
+	for _, m := range o.members {
+		if m.State != StateAlive && (oldest == nil || m.since.Before(oldest.since)) {
+			oldest = m
+		}
+	}
+	if oldest != nil {
+		delete(o.members, oldest.ID)
+	}
+}
+
+// Stats is a snapshot of the overlay's counters.
+type Stats struct {
+	FramesOut, FramesIn, FramesDropped, FramesSkipped uint64
+	BytesOut, BytesIn                                 uint64
+	LinkDowns                                         uint64
+	HandshakesRefused, ConnsRefusedBusy               uint64
+	Links                                             int
+}
+
+type counters struct {
+	framesOut, framesIn, framesDropped, framesSkipped atomic.Uint64
+	bytesOut, bytesIn, linkDowns                      atomic.Uint64
+}
+
+// Stats returns the overlay's counters.
+func (o *Overlay) Stats() Stats {
+	s := Stats{
+		FramesOut: o.stats.framesOut.Load(), FramesIn: o.stats.framesIn.Load(),
+		FramesDropped: o.stats.framesDropped.Load(), FramesSkipped: o.stats.framesSkipped.Load(),
+		BytesOut: o.stats.bytesOut.Load(), BytesIn: o.stats.bytesIn.Load(),
+		LinkDowns:         o.stats.linkDowns.Load(),
+		HandshakesRefused: o.tr.refusedAuth.Load(), ConnsRefusedBusy: o.tr.refusedFull.Load(),
+	}
+	o.mu.RLock()
+	for _, p := range o.peers {
+		if p.hasLink.Load() {
+			s.Links++
+		}
+	}
+	o.mu.RUnlock()
+	return s
+}
