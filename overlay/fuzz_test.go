@@ -1,0 +1,101 @@
+package overlay
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+func appendFrame(b []byte, kind byte, payload []byte) []byte {
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+	return append(b, payload...)
+}
+
+type parsedFrame struct {
+	kind    byte
+	payload []byte
+}
+
+func parseAll(t *testing.T, max int, chunks [][]byte) ([]parsedFrame, error) {
+	var out []parsedFrame
+	fp := frameParser{max: max, deliver: func(k byte, p []byte) {
+		out = append(out, parsedFrame{k, append([]byte(nil), p...)})
+	}}
+	for _, c := range chunks {
+		if err := fp.feed(c); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func TestFrameParserSplits(t *testing.T) {
+	var stream []byte
+	stream = appendFrame(stream, frameApp, []byte("one"))
+	stream = appendFrame(stream, frameApp, nil)
+	stream = appendFrame(stream, 'Z', []byte("unknown kind"))
+	stream = appendFrame(stream, frameApp, bytes.Repeat([]byte("x"), 1000))
+	whole, err := parseAll(t, 1<<20, [][]byte{stream})
+	if err != nil || len(whole) != 4 {
+		t.Fatalf("whole: %d frames, %v", len(whole), err)
+	}
+	for i := 1; i < len(stream); i++ {
+		got, err := parseAll(t, 1<<20, [][]byte{stream[:i], stream[i:]})
+		if err != nil || len(got) != len(whole) {
+			t.Fatalf("split at %d: %d frames, %v", i, len(got), err)
+		}
+		for j := range got {
+			if got[j].kind != whole[j].kind || !bytes.Equal(got[j].payload, whole[j].payload) {
+				t.Fatalf("split at %d: frame %d differs", i, j)
+			}
+		}
+	}
+	if _, err := parseAll(t, 10, [][]byte{appendFrame(nil, frameApp, make([]byte, 11))}); err == nil {
+		t.Fatal("oversized frame accepted")
+	}
+}
+
+// FuzzFrameParser feeds arbitrary streams in two chunks: the parser must
+// never panic, must reject frames over the limit, and must give the same
+// frames however the stream is split.
+func FuzzFrameParser(f *testing.F) {
+	f.Add(appendFrame(appendFrame(nil, frameApp, []byte("a")), frameApp, []byte("bc")), 3)
+	f.Add(appendFrame(nil, 'x', make([]byte, 70)), 40)
+	f.Add([]byte{frameApp, 0xff, 0xff, 0xff, 0xff}, 2)
+	f.Fuzz(func(t *testing.T, stream []byte, split int) {
+		const max = 1 << 16
+		whole, errWhole := parseAll(t, max, [][]byte{stream})
+		if len(stream) > 0 {
+			split = ((split % len(stream)) + len(stream)) % len(stream)
+		} else {
+			split = 0
+		}
+		parts, errParts := parseAll(t, max, [][]byte{stream[:split], stream[split:]})
+		if (errWhole == nil) != (errParts == nil) || len(whole) != len(parts) {
+			t.Fatalf("whole: %d frames, %v; split: %d frames, %v", len(whole), errWhole, len(parts), errParts)
+		}
+		for i := range whole {
+			if len(whole[i].payload) > max || !bytes.Equal(whole[i].payload, parts[i].payload) {
+				t.Fatalf("frame %d differs", i)
+			}
+		}
+	})
+}
+
+// FuzzReadHello decodes arbitrary hellos: errors are fine, panics are not.
+func FuzzReadHello(f *testing.F) {
+	var b bytes.Buffer
+	if err := writeHello(&b, "node-1"); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.Bytes()[1:]) // without the connection kind
+	f.Add([]byte{0x04, 0x00, 0xde, 0xad})
+	f.Add([]byte{0x00, 0x05, 0x81, 0xa1, 'v', 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, err := readHello(bytes.NewReader(in))
+		if err == nil && (h.ID == "" || len(h.ID) > 128 || h.Version != linkVersion) {
+			t.Fatalf("accepted bad hello %+v", h)
+		}
+	})
+}
