@@ -1,0 +1,264 @@
+package api
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"slices"
+)
+
+// readBufferSize is the Decoder's bufio buffer. It holds a default-limit
+// string or a full 64 KiB tunnel chunk, so those are read with one copy.
+const readBufferSize = 64 << 10
+
+// eagerAllocMax is the largest binary field allocated in one go as soon as
+// its length is known. Larger fields grow as their bytes actually arrive, so
+// a peer that declares a 16 MiB message and stalls costs at most this much.
+const eagerAllocMax = 1 << 20
+
+// A Decoder reads relay protocol messages from a byte stream. It is not safe
+// for concurrent use; a connection's read loop owns it.
+type Decoder struct {
+	br  *bufio.Reader
+	lim Limits
+
+	// err is the first error met while decoding the current message's
+	// fields, annotated with the field's name. The field readers do nothing
+	// once it is set, so per-opcode decoders are straight-line code.
+	err error
+	// broken is the error that desynchronised the stream; once set, every
+	// later read returns it.
+	broken error
+
+	// eagerMax is eagerAllocMax; tests lower it to reach readN's growing
+	// path with small inputs.
+	eagerMax int
+}
+
+// NewDecoder returns a Decoder reading from r with the given limits. Zero
+// fields of lim mean their defaults. If r is a *bufio.Reader with a buffer of
+// at least 64 KiB it is used directly; otherwise r is wrapped in one, which
+// may read ahead of the last decoded message.
+//
+// NewDecoder panics if lim.Validate fails: limits come from configuration,
+// which the caller validates first.
+func NewDecoder(r io.Reader, lim Limits) *Decoder {
+	if err := lim.Validate(); err != nil {
+		panic(err)
+	}
+	return &Decoder{
+		br:       bufio.NewReaderSize(r, readBufferSize), // reuses a big enough *bufio.Reader
+		lim:      lim.withDefaults(),
+		eagerMax: eagerAllocMax,
+	}
+}
+
+// ReadClient decodes the next client → daemon message into m, which it resets
+// first. It blocks until a whole message has been read or the underlying
+// reader fails; the daemon's read loop calls it. It does not check where in the
+// session a message may appear (INIT first, for example): that is the
+// caller's job.
+//
+// At a clean end of stream, before any byte of a message, it returns io.EOF.
+// A stream that ends inside a message gives an error wrapping
+// io.ErrUnexpectedEOF, and bytes that break the protocol one wrapping
+// ErrProtocol. Once part of a message has been consumed, an error leaves the
+// stream desynchronised: every later call returns the same error. On error, m
+// may hold some of the message's fields.
+func (d *Decoder) ReadClient(m *Message) error {
+	return d.read(m, "client", (*Decoder).clientBody)
+}
+
+// ReadDaemon decodes the next daemon → client message into m, which it resets
+// first. The SDK's read loop calls it. Errors are as for ReadClient.
+func (d *Decoder) ReadDaemon(m *Message) error {
+	return d.read(m, "daemon", (*Decoder).daemonBody)
+}
+
+func (d *Decoder) read(m *Message, dir string, body func(*Decoder, *Message)) error {
+	if d.broken != nil {
+		return d.broken
+	}
+	m.Reset()
+	op, err := d.br.ReadByte()
+	if err != nil {
+		if err == io.EOF {
+			return io.EOF // clean end at a message boundary
+		}
+		// Nothing consumed: the stream is still in sync (a read deadline,
+		// for example), so this error is not sticky.
+		return fmt.Errorf("api: read %s opcode: %w", dir, err)
+	}
+	m.Op = Opcode(op)
+	d.err = nil
+	body(d, m)
+	if d.err != nil {
+		d.broken = fmt.Errorf("api: read %s %s: %w", dir, m.Op, d.err)
+		d.err = nil
+		return d.broken
+	}
+	return nil
+}
+
+// fail records the first error of the current message.
+func (d *Decoder) fail(field string, err error) {
+	if d.err != nil {
+		return
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF // we are inside a message
+	}
+	if field == "" {
+		d.err = err
+		return
+	}
+	d.err = fmt.Errorf("%s: %w", field, err)
+}
+
+// badOpcode records an opcode that is unknown or not sent in this direction.
+func (d *Decoder) badOpcode(m *Message, dir string) {
+	if int(m.Op) < len(opcodeNames) {
+		d.fail("", fmt.Errorf("%w: opcode %s is not sent %s", ErrProtocol, m.Op, dir))
+		return
+	}
+	d.fail("", fmt.Errorf("%w: unknown opcode 0x%02x", ErrProtocol, uint8(m.Op)))
+}
+
+// uvarint reads an unsigned LEB128 varint of at most 10 bytes. Non-minimal
+// encodings (such as 80 00 for 0) are accepted, as encoding/binary does.
+func (d *Decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	var x uint64
+	var s uint
+	for i := range binary.MaxVarintLen64 {
+		b, err := d.br.ReadByte()
+		if err != nil {
+			d.fail(field, err)
+			return 0
+		}
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				d.fail(field, errVarintOverflow)
+				return 0
+			}
+			return x | uint64(b)<<s
+		}
+		x |= uint64(b&0x7f) << s
+		s += 7
+	}
+	d.fail(field, errVarintOverlong)
+	return 0
+}
+
+// boolean reads a bool byte, which must be 0 or 1.
+func (d *Decoder) boolean(field string) bool {
+	if d.err != nil {
+		return false
+	}
+	b, err := d.br.ReadByte()
+	if err != nil {
+		d.fail(field, err)
+		return false
+	}
+	if b > 1 {
+		d.fail(field, fmt.Errorf("%w: bool byte 0x%02x", ErrProtocol, b))
+		return false
+	}
+	return b == 1
+}
+
+// length reads a varint length and checks it against limit before anything
+// is allocated for it.
+func (d *Decoder) length(field string, limit int) (int, bool) {
+	n := d.uvarint(field)
+	if d.err != nil {
+		return 0, false
+	}
+	if n > uint64(limit) {
+		d.fail(field, fmt.Errorf("%w: length %d exceeds limit %d", ErrProtocol, n, limit))
+		return 0, false
+	}
+	return int(n), true
+}
+
+// str reads a length-prefixed string. Invalid UTF-8 is accepted and kept
+// as is: the spec says strings are UTF-8, but v1 bindings do not all check,
+// and the daemon only compares and forwards names and reasons.
+func (d *Decoder) str(field string) string {
+	n, ok := d.length(field, d.lim.MaxStringLen)
+	if !ok || n == 0 {
+		return ""
+	}
+	if n <= d.br.Size() {
+		// One allocation: copy straight out of the bufio buffer.
+		p, err := d.br.Peek(n)
+		if err != nil {
+			d.fail(field, err)
+			return ""
+		}
+		s := string(p)
+		_, _ = d.br.Discard(n) // cannot fail after a successful Peek
+		return s
+	}
+	b, err := d.readN(n)
+	if err != nil {
+		d.fail(field, err)
+		return ""
+	}
+	return string(b)
+}
+
+// blob reads a length-prefixed binary field into a new slice. An empty field
+// gives an empty, non-nil slice.
+func (d *Decoder) blob(field string) []byte {
+	n, ok := d.length(field, d.lim.MaxMessageLen)
+	if !ok {
+		return nil
+	}
+	b, err := d.readN(n)
+	if err != nil {
+		d.fail(field, err)
+		return nil
+	}
+	return b
+}
+
+// readN reads exactly n bytes into a new slice. A field that fits the bufio
+// buffer is copied out of it once (make+copy of the same length skips
+// zeroing). Up to eagerAllocMax it allocates n bytes at once; beyond, it grows
+// the slice (at most doubling) as data arrives, so the memory held never
+// exceeds twice what was received.
+func (d *Decoder) readN(n int) ([]byte, error) {
+	if n <= d.br.Size() && n <= d.eagerMax {
+		p, err := d.br.Peek(n)
+		if err != nil {
+			return nil, err
+		}
+		b := make([]byte, len(p))
+		copy(b, p)
+		_, _ = d.br.Discard(n) // cannot fail after a successful Peek
+		return b, nil
+	}
+	if n <= d.eagerMax {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(d.br, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b := make([]byte, 0, d.eagerMax)
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n-len(b), len(b)))
+		}
+		got, err := io.ReadFull(d.br, b[len(b):min(cap(b), n)])
+		b = b[:len(b)+got]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,196 @@
+package api
+
+// Per-opcode field decoders. Each reads the fields after the opcode byte in
+// wire order; the field readers stop at the first error (see Decoder.err), so
+// these never check errors themselves. Field names are the spec's.
+
+// clientBody decodes the fields of a client → daemon message.
+func (d *Decoder) clientBody(m *Message) {
+	switch m.Op {
+	case OpInit:
+		d.readClientInit(m)
+	case OpClose:
+		// No fields.
+	case OpBroadcast:
+		d.readClientBroadcast(m)
+	case OpRequest:
+		d.readClientRequest(m)
+	case OpReply:
+		d.readClientReply(m)
+	case OpSubscribe, OpUnsubscribe:
+		m.Topic = d.str("topic")
+	case OpPublish:
+		d.readPublish(m)
+	case OpTunInit:
+		d.readClientTunInit(m)
+	case OpTunConfirm:
+		d.readClientTunConfirm(m)
+	case OpTunAllow:
+		d.readTunAllow(m)
+	case OpTunTransfer:
+		d.readTunTransfer(m)
+	case OpTunClose:
+		m.ID = d.uvarint("tunId")
+	default: // OpDeny, extensions, unknown
+		d.badOpcode(m, "by clients")
+	}
+}
+
+// daemonBody decodes the fields of a daemon → client message.
+func (d *Decoder) daemonBody(m *Message) {
+	switch m.Op {
+	case OpInit:
+		d.readDaemonInit(m)
+	case OpDeny:
+		d.readDaemonDeny(m)
+	case OpClose:
+		m.Fault = d.str("reason")
+	case OpBroadcast:
+		m.Payload = d.blob("message")
+	case OpRequest:
+		d.readDaemonRequest(m)
+	case OpReply:
+		d.readDaemonReply(m)
+	case OpPublish:
+		d.readPublish(m)
+	case OpTunInit:
+		d.readDaemonTunInit(m)
+	case OpTunConfirm:
+		d.readDaemonTunConfirm(m)
+	case OpTunAllow:
+		d.readTunAllow(m)
+	case OpTunTransfer:
+		d.readTunTransfer(m)
+	case OpTunClose:
+		d.readDaemonTunClose(m)
+	default: // OpSubscribe, OpUnsubscribe, extensions, unknown
+		d.badOpcode(m, "by the daemon")
+	}
+}
+
+// INIT  string(magic) string(version) string(cluster)
+func (d *Decoder) readClientInit(m *Message) {
+	m.Magic = d.str("magic")
+	m.Version = d.str("version")
+	m.Cluster = d.str("cluster")
+}
+
+// BROADCAST  string(cluster) binary(message)
+func (d *Decoder) readClientBroadcast(m *Message) {
+	m.Cluster = d.str("cluster")
+	m.Payload = d.blob("message")
+}
+
+// REQUEST  varint(reqId) string(cluster) binary(request) varint(timeoutMs)
+func (d *Decoder) readClientRequest(m *Message) {
+	m.ID = d.uvarint("reqId")
+	m.Cluster = d.str("cluster")
+	m.Payload = d.blob("request")
+	m.TimeoutMs = d.uvarint("timeoutMs")
+}
+
+// REPLY  varint(reqId) bool(success) then binary(reply) if success, else string(fault)
+func (d *Decoder) readClientReply(m *Message) {
+	m.ID = d.uvarint("reqId")
+	m.Success = d.boolean("success")
+	d.readReplyResult(m)
+}
+
+// readReplyResult reads the reply or fault that follows a REPLY's success flag.
+func (d *Decoder) readReplyResult(m *Message) {
+	if d.err != nil {
+		return
+	}
+	if m.Success {
+		m.Payload = d.blob("reply")
+	} else {
+		m.Fault = d.str("fault")
+	}
+}
+
+// PUBLISH  string(topic) binary(event), the same in both directions.
+func (d *Decoder) readPublish(m *Message) {
+	m.Topic = d.str("topic")
+	m.Payload = d.blob("event")
+}
+
+// TUN_INIT  varint(tunId) string(cluster) varint(timeoutMs)
+func (d *Decoder) readClientTunInit(m *Message) {
+	m.ID = d.uvarint("tunId")
+	m.Cluster = d.str("cluster")
+	m.TimeoutMs = d.uvarint("timeoutMs")
+}
+
+// TUN_CONFIRM  varint(buildId) varint(tunId)
+func (d *Decoder) readClientTunConfirm(m *Message) {
+	m.ID = d.uvarint("buildId")
+	m.ID2 = d.uvarint("tunId")
+}
+
+// TUN_ALLOW  varint(tunId) varint(bytes), the same in both directions.
+func (d *Decoder) readTunAllow(m *Message) {
+	m.ID = d.uvarint("tunId")
+	m.Size = d.uvarint("bytes")
+}
+
+// TUN_TRANSFER  varint(tunId) varint(sizeOrCont) binary(payload), the same in
+// both directions. Chunk sizes are checked against chunkLimit by the relay,
+// which knows the tunnel; here only Limits.MaxMessageLen applies.
+func (d *Decoder) readTunTransfer(m *Message) {
+	m.ID = d.uvarint("tunId")
+	m.Size = d.uvarint("sizeOrCont")
+	m.Payload = d.blob("payload")
+}
+
+// INIT  string(magic) string(version)
+func (d *Decoder) readDaemonInit(m *Message) {
+	m.Magic = d.str("magic")
+	m.Version = d.str("version")
+}
+
+// DENY  string(magic) string(reason)
+func (d *Decoder) readDaemonDeny(m *Message) {
+	m.Magic = d.str("magic")
+	m.Fault = d.str("reason")
+}
+
+// REQUEST  varint(reqId) binary(request) varint(timeoutMs)
+func (d *Decoder) readDaemonRequest(m *Message) {
+	m.ID = d.uvarint("reqId")
+	m.Payload = d.blob("request")
+	m.TimeoutMs = d.uvarint("timeoutMs")
+}
+
+// REPLY  varint(reqId) bool(timedOut) then, if not timed out, bool(success)
+// and binary(reply) | string(fault)
+func (d *Decoder) readDaemonReply(m *Message) {
+	m.ID = d.uvarint("reqId")
+	m.TimedOut = d.boolean("timedOut")
+	if d.err != nil || m.TimedOut {
+		return
+	}
+	m.Success = d.boolean("success")
+	d.readReplyResult(m)
+}
+
+// TUN_INIT  varint(buildId) varint(chunkLimit)
+func (d *Decoder) readDaemonTunInit(m *Message) {
+	m.ID = d.uvarint("buildId")
+	m.Size = d.uvarint("chunkLimit")
+}
+
+// TUN_CONFIRM  varint(tunId) bool(timedOut) then, if not timed out, varint(chunkLimit)
+func (d *Decoder) readDaemonTunConfirm(m *Message) {
+	m.ID = d.uvarint("tunId")
+	m.TimedOut = d.boolean("timedOut")
+	if d.err != nil || m.TimedOut {
+		return
+	}
+	m.Size = d.uvarint("chunkLimit")
+}
+
+// TUN_CLOSE  varint(tunId) string(reason)
+func (d *Decoder) readDaemonTunClose(m *Message) {
+	m.ID = d.uvarint("tunId")
+	m.Fault = d.str("reason")
+}

@@ -1,0 +1,170 @@
+package api
+
+import "encoding/binary"
+
+// AppendClient appends the client → daemon encoding of m to dst and returns
+// the extended slice. It allocates only if dst lacks capacity. Fields that m.Op
+// does not use in this direction are ignored; the SDK calls it.
+//
+// It panics if m.Op is not sent by clients (DENY, or an opcode this package
+// does not define): the caller builds the message, so that is a programming
+// error, never a consequence of network input.
+func AppendClient(dst []byte, m *Message) []byte {
+	dst = append(dst, byte(m.Op))
+	switch m.Op {
+	case OpInit:
+		return appendClientInit(dst, m)
+	case OpClose:
+		return dst
+	case OpBroadcast:
+		return appendBytes(appendString(dst, m.Cluster), m.Payload)
+	case OpRequest:
+		return appendClientRequest(dst, m)
+	case OpReply:
+		return appendClientReply(dst, m)
+	case OpSubscribe, OpUnsubscribe:
+		return appendString(dst, m.Topic)
+	case OpPublish:
+		return appendBytes(appendString(dst, m.Topic), m.Payload)
+	case OpTunInit:
+		return appendClientTunInit(dst, m)
+	case OpTunConfirm:
+		return binary.AppendUvarint(binary.AppendUvarint(dst, m.ID), m.ID2)
+	case OpTunAllow:
+		return binary.AppendUvarint(binary.AppendUvarint(dst, m.ID), m.Size)
+	case OpTunTransfer:
+		return appendTunTransfer(dst, m)
+	case OpTunClose:
+		return binary.AppendUvarint(dst, m.ID)
+	}
+	panic("api: AppendClient: opcode " + m.Op.String() + " is not sent by clients")
+}
+
+// AppendDaemon appends the daemon → client encoding of m to dst and returns
+// the extended slice. It allocates only if dst lacks capacity. Fields that m.Op
+// does not use in this direction are ignored; the relay calls it.
+//
+// It panics if m.Op is not sent by the daemon (SUBSCRIBE, UNSUBSCRIBE, or an
+// opcode this package does not define), a programming error.
+func AppendDaemon(dst []byte, m *Message) []byte {
+	dst = append(dst, byte(m.Op))
+	switch m.Op {
+	case OpInit:
+		return appendString(appendString(dst, m.Magic), m.Version)
+	case OpDeny:
+		return appendString(appendString(dst, m.Magic), m.Fault)
+	case OpClose:
+		return appendString(dst, m.Fault)
+	case OpBroadcast:
+		return appendBytes(dst, m.Payload)
+	case OpRequest:
+		return appendDaemonRequest(dst, m)
+	case OpReply:
+		return appendDaemonReply(dst, m)
+	case OpPublish:
+		return appendBytes(appendString(dst, m.Topic), m.Payload)
+	case OpTunInit:
+		return binary.AppendUvarint(binary.AppendUvarint(dst, m.ID), m.Size)
+	case OpTunConfirm:
+		return appendDaemonTunConfirm(dst, m)
+	case OpTunAllow:
+		return binary.AppendUvarint(binary.AppendUvarint(dst, m.ID), m.Size)
+	case OpTunTransfer:
+		return appendTunTransfer(dst, m)
+	case OpTunClose:
+		return appendString(binary.AppendUvarint(dst, m.ID), m.Fault)
+	}
+	panic("api: AppendDaemon: opcode " + m.Op.String() + " is not sent by the daemon")
+}
+
+// INIT  string(magic) string(version) string(cluster)
+func appendClientInit(dst []byte, m *Message) []byte {
+	dst = appendString(dst, m.Magic)
+	dst = appendString(dst, m.Version)
+	return appendString(dst, m.Cluster)
+}
+
+// REQUEST  varint(reqId) string(cluster) binary(request) varint(timeoutMs)
+func appendClientRequest(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendString(dst, m.Cluster)
+	dst = appendBytes(dst, m.Payload)
+	return binary.AppendUvarint(dst, m.TimeoutMs)
+}
+
+// REPLY  varint(reqId) bool(success) then binary(reply) if success, else string(fault)
+func appendClientReply(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	return appendReplyResult(dst, m)
+}
+
+// appendReplyResult appends bool(success) and then the reply or the fault.
+func appendReplyResult(dst []byte, m *Message) []byte {
+	dst = appendBool(dst, m.Success)
+	if m.Success {
+		return appendBytes(dst, m.Payload)
+	}
+	return appendString(dst, m.Fault)
+}
+
+// TUN_INIT  varint(tunId) string(cluster) varint(timeoutMs)
+func appendClientTunInit(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendString(dst, m.Cluster)
+	return binary.AppendUvarint(dst, m.TimeoutMs)
+}
+
+// TUN_TRANSFER  varint(tunId) varint(sizeOrCont) binary(payload)
+func appendTunTransfer(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = binary.AppendUvarint(dst, m.Size)
+	return appendBytes(dst, m.Payload)
+}
+
+// REQUEST  varint(reqId) binary(request) varint(timeoutMs)
+func appendDaemonRequest(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendBytes(dst, m.Payload)
+	return binary.AppendUvarint(dst, m.TimeoutMs)
+}
+
+// REPLY  varint(reqId) bool(timedOut) then, if not timed out, bool(success)
+// and binary(reply) | string(fault)
+func appendDaemonReply(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendBool(dst, m.TimedOut)
+	if m.TimedOut {
+		return dst
+	}
+	return appendReplyResult(dst, m)
+}
+
+// TUN_CONFIRM  varint(tunId) bool(timedOut) then, if not timed out, varint(chunkLimit)
+func appendDaemonTunConfirm(dst []byte, m *Message) []byte {
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendBool(dst, m.TimedOut)
+	if m.TimedOut {
+		return dst
+	}
+	return binary.AppendUvarint(dst, m.Size)
+}
+
+// appendString appends varint(len(s)) and the bytes of s.
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// appendBytes appends varint(len(b)) and b.
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// appendBool appends 0x01 for true and 0x00 for false.
+func appendBool(dst []byte, v bool) []byte {
+	if v {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
