@@ -34,6 +34,7 @@ var (
 type Overlay struct {
 	cfg    Config
 	id     string
+	addr   string // advertised host:port
 	log    zerolog.Logger
 	tr     *transport
 	ml     *memberlist.Memberlist
@@ -99,6 +100,7 @@ func New(cfg *Config) (*Overlay, error) {
 		return nil, fmt.Errorf("overlay: start membership: %w", err)
 	}
 	o.ml = ml
+	o.addr = ml.LocalNode().Address() // before anything can update the node
 	o.wg.Go(o.events.run)
 	o.wg.Go(o.metaLoop)
 	o.log.Info().Str("node", o.id).Str("listen", o.Addr()).Msg("overlay started")
@@ -144,12 +146,7 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 func (o *Overlay) ID() string { return o.id }
 
 // Addr returns the host:port other daemons reach this one at.
-func (o *Overlay) Addr() string {
-	if o.ml == nil {
-		return o.tr.tcp.Addr().String()
-	}
-	return o.ml.LocalNode().Address()
-}
+func (o *Overlay) Addr() string { return o.addr }
 
 // Zone returns this node's zone.
 func (o *Overlay) Zone() string { return o.cfg.Zone }
@@ -360,9 +357,10 @@ func (o *Overlay) metaLoop() {
 	for {
 		select {
 		case <-o.metaCh:
-			if err := o.ml.UpdateNode(o.cfg.DialTimeout); err != nil {
-				o.log.Debug().Err(err).Msg("metadata update not confirmed")
-			}
+			// The update is queued for gossip before UpdateNode waits for
+			// it to go out; waiting (up to the timeout, since memberlist's
+			// Shutdown does not interrupt it) would only delay Close.
+			_ = o.ml.UpdateNode(time.Nanosecond)
 		case <-o.shutdownCh:
 			return
 		}

@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// pickLocal chooses among local members: the less loaded of two random
+// ones that are not saturated, else the least loaded of all. nil if none.
+func pickLocal(ms []*member, skip *member) *member {
+	switch len(ms) {
+	case 0:
+		return nil
+	case 1:
+		if ms[0] == skip {
+			return nil
+		}
+		return ms[0]
+	}
+	var best *member
+	for range 2 {
+		m := ms[rand.IntN(len(ms))]
+		if m == skip || m.inflight.Load() >= m.capacity {
+			continue
+		}
+		if best == nil || m.load() < best.load() {
+			best = m
+		}
+	}
+	if best != nil {
+		return best
+	}
+	for _, m := range ms {
+		if m != skip && (best == nil || m.load() < best.load()) {
+			best = m
+		}
+	}
+	return best
+}
+
+func saturatedLocal(ms []*member) bool {
+	for _, m := range ms {
+		if m.inflight.Load() < m.capacity {
+			return false
+		}
+	}
+	return true
+}
+
+// pickRemote chooses among remote daemons like pickLocal, skipping
+// unhealthy ones unless allowUnhealthy.
+func pickRemote(ts []remoteTarget, now int64, skip *remoteNode, allowUnhealthy bool) *remoteNode {
+	ok := func(t *remoteTarget) bool {
+		return t.node != skip && (allowUnhealthy || t.node.healthy(now))
+	}
+	var best *remoteTarget
+	if len(ts) > 1 {
+		for range 2 {
+			t := &ts[rand.IntN(len(ts))]
+			if !ok(t) || t.node.inflight.Load() >= t.capacity {
+				continue
+			}
+			if best == nil || t.load() < best.load() {
+				best = t
+			}
+		}
+	}
+	if best == nil {
+		for i := range ts {
+			t := &ts[i]
+			if ok(t) && (best == nil || t.load() < best.load()) {
+				best = t
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.node
+}
+
+func saturatedRemote(ts []remoteTarget, now int64) bool {
+	for i := range ts {
+		if ts[i].node.healthy(now) && ts[i].node.inflight.Load() < ts[i].capacity {
+			return false
+		}
+	}
+	return true
+}
+
+// pick chooses where a request goes, in tiers: this host, then this zone,
+// then the rest. A tier is passed over while it is saturated and a later
+// tier has room; unhealthy daemons are used only when nothing else serves
+// the cluster. skipNode excludes a daemon that just could not place it.
+func (t *targets) pick(skipNode *remoteNode) (*member, *remoteNode) {
+	now := time.Now().UnixNano()
+	if len(t.local) > 0 && (!saturatedLocal(t.local) || (saturatedRemote(t.near, now) && saturatedRemote(t.far, now))) {
+		return pickLocal(t.local, nil), nil
+	}
+	if len(t.near) > 0 && (!saturatedRemote(t.near, now) || saturatedRemote(t.far, now)) {
+		if r := pickRemote(t.near, now, skipNode, false); r != nil {
+			return nil, r
+		}
+	}
+	if r := pickRemote(t.far, now, skipNode, false); r != nil {
+		return nil, r
+	}
+	if r := pickRemote(t.near, now, skipNode, false); r != nil {
+		return nil, r
+	}
+	if m := pickLocal(t.local, nil); m != nil {
+		return m, nil
+	}
+	if r := pickRemote(t.near, now, skipNode, true); r != nil {
+		return nil, r
+	}
+	return nil, pickRemote(t.far, now, skipNode, true)
+}

@@ -1,0 +1,56 @@
+package cluster
+
+import (
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config configures a Node.
+type Config struct {
+	// Logger receives the node's log lines. Default zerolog.Nop().
+	Logger zerolog.Logger
+
+	// MemberCapacity is the number of requests a member may have in flight
+	// before it counts as saturated, unless it registers with its own.
+	// Saturated members are skipped while a less loaded tier exists.
+	// Default 128. Higher keeps more work local; lower spills sooner.
+	MemberCapacity int
+
+	// MaxRequestTimeout caps the deadline of any request. Default 1h.
+	MaxRequestTimeout time.Duration
+
+	// UnhealthyFor is how long a daemon whose link broke is avoided by the
+	// balancer unless it is the only one with members (any frame from it
+	// ends this sooner). Default 2s.
+	UnhealthyFor time.Duration
+
+	// MaxRetries is how often a request that a remote daemon could not place
+	// is re-sent to another target before its deadline. Default 2.
+	MaxRetries int
+}
+
+// DefaultConfig returns a Config with the defaults.
+func DefaultConfig() *Config {
+	return &Config{
+		Logger:            zerolog.Nop(),
+		MemberCapacity:    128,
+		MaxRequestTimeout: time.Hour,
+		UnhealthyFor:      2 * time.Second,
+		MaxRetries:        2,
+	}
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	switch {
+	case c.MemberCapacity < 1:
+		return errors.New("cluster: config: MemberCapacity must be positive")
+	case c.MaxRequestTimeout <= 0:
+		return errors.New("cluster: config: MaxRequestTimeout must be positive")
+	case c.UnhealthyFor < 0 || c.MaxRetries < 0:
+		return errors.New("cluster: config: UnhealthyFor and MaxRetries must not be negative")
+	}
+	return nil
+}

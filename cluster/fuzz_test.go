@@ -1,0 +1,70 @@
+package cluster
+
+import (
+	"testing"
+
+	"github.com/iris-mesh/iris/overlay"
+)
+
+// loopOverlay is a stand-in for the layer below, for decoder fuzzing only:
+// it drops every frame sent.
+type loopOverlay struct{}
+
+func (loopOverlay) ID() string                                         { return "self" }
+func (loopOverlay) Zone() string                                       { return "" }
+func (loopOverlay) Send(string, overlay.Priority, []byte, []byte) error { return nil }
+func (loopOverlay) SetAppVersion(uint64)                               {}
+func (loopOverlay) Peers() []overlay.Peer                              { return nil }
+
+type nopMember struct{}
+
+func (nopMember) HandleRequest(r *Request) bool { r.Reply(r.Payload); return true }
+func (nopMember) HandleBroadcast([]byte)        {}
+
+// FuzzHandleFrame feeds arbitrary frames from a peer: the node must never
+// panic, whatever the bytes.
+func FuzzHandleFrame(f *testing.F) {
+	tbl, _ := (&table{Version: 3, Clusters: map[string]tableEntry{"echo": {2, 256}}, Topics: map[string]uint32{"t": 1}}).encode()
+	f.Add(append([]byte{byte(fTable)}, tbl...))
+	f.Add(append(requestHead(7, 1000, "echo"), "payload"...))
+	f.Add(append(replyHead(7, repOK), "reply"...))
+	f.Add(replyHead(9, repUnavailable))
+	f.Add(append(nameHead(fBroadcast, "echo"), "msg"...))
+	f.Add(append(nameHead(fPublish, "t"), "ev"...))
+	f.Add([]byte{byte(fTableReq)})
+	f.Add([]byte{byte(fRequest), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		n, err := New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(loopOverlay{}); err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		if _, err := n.Register("echo", nopMember{}, 0); err != nil {
+			t.Fatal(err)
+		}
+		n.HandlePeer(overlay.Peer{ID: "peer", State: overlay.StateAlive, AppVersion: 1})
+		n.HandleFrame("peer", frame)
+		n.HandleFrame("peer", frame)
+		_ = n.Clusters()
+		_ = n.Topics()
+	})
+}
+
+// FuzzDecodeTable decodes arbitrary tables: errors are fine, panics are not.
+func FuzzDecodeTable(f *testing.F) {
+	tbl, _ := (&table{Version: 1, Clusters: map[string]tableEntry{"a": {1, 1}}}).encode()
+	f.Add(tbl)
+	f.Add([]byte{0x81, 0xa1, 'c', 0x81, 0xa0, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if tb, err := decodeTable(b); err == nil {
+			for name := range tb.Clusters {
+				if validName(name) != nil {
+					t.Fatal("accepted a bad name")
+				}
+			}
+		}
+	})
+}

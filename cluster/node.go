@@ -1,0 +1,192 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/overlay"
+)
+
+// Errors returned by the cluster layer.
+var (
+	ErrClosed   = errors.New("cluster: closed")
+	ErrBadName  = errors.New("cluster: bad cluster or topic name")
+	ErrNotReady = errors.New("cluster: not started")
+)
+
+// Overlay is what a Node needs from the overlay below it. *overlay.Overlay
+// implements it.
+type Overlay interface {
+	ID() string
+	Zone() string
+	Send(id string, prio overlay.Priority, head, body []byte) error
+	SetAppVersion(v uint64)
+	Peers() []overlay.Peer
+}
+
+// Node is one daemon's view of the network's clusters and topics. It
+// implements overlay.Delegate; create it first, pass it to overlay.New, then
+// call Start with the overlay.
+type Node struct {
+	cfg Config
+	log zerolog.Logger
+	ov  Overlay
+	id  string
+
+	shutdownCh chan struct{}
+	closeOnce  sync.Once
+	wg         sync.WaitGroup
+	tableCh    chan struct{} // wakes the table pusher; cap 1
+
+	mu       sync.RWMutex // protects following
+	started  bool
+	closed   bool
+	version  uint64                     // local interest table version
+	local    map[string][]*member       // cluster → local members (copy on write)
+	subs     map[string][]*subscription // topic → local subscribers (copy on write)
+	remotes  map[string]*remoteNode     // peer id → what it serves
+	clusters map[string]*targets        // cluster → balancing targets (rebuilt on change)
+	topics   map[string][]*remoteNode   // topic → remote nodes with subscribers
+
+	pmu     sync.Mutex // protects following
+	pending map[uint64]*pending
+	nextID  uint64
+
+	stats counters
+}
+
+type counters struct {
+	requests, replies, faults, timeouts    atomic.Uint64
+	broadcastsOut, publishesOut            atomic.Uint64
+	delivered, dropped, badFrames, retries atomic.Uint64
+}
+
+// New returns a Node. It serves nothing until Start.
+func New(cfg *Config) (*Node, error) {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	c := *cfg
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &Node{
+		cfg:        c,
+		log:        c.Logger.With().Str("component", "cluster").Logger(),
+		shutdownCh: make(chan struct{}),
+		tableCh:    make(chan struct{}, 1),
+		local:      map[string][]*member{},
+		subs:       map[string][]*subscription{},
+		remotes:    map[string]*remoteNode{},
+		clusters:   map[string]*targets{},
+		topics:     map[string][]*remoteNode{},
+		pending:    map[uint64]*pending{},
+	}, nil
+}
+
+// Start attaches the overlay and starts the node's goroutines. Frames or
+// events that arrive before Start are dropped.
+func (n *Node) Start(ov Overlay) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	if n.started {
+		return errors.New("cluster: already started")
+	}
+	n.ov, n.id, n.started = ov, ov.ID(), true
+	n.wg.Go(n.tableLoop)
+	n.markDirtyLocked()
+	return nil
+}
+
+// Close fails every pending request with a fault, stops the node's
+// goroutines and waits for them. Close the overlay after the node.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		close(n.shutdownCh)
+		n.wg.Wait()
+		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
+	})
+	return nil
+}
+
+// ready returns the overlay once started and not closed.
+func (n *Node) ready() (Overlay, bool) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ov, n.started && !n.closed
+}
+
+// HandleFrame implements overlay.Delegate. It runs on the link's reader
+// goroutine and never blocks: deliveries to apps go through their bounded
+// queues.
+func (n *Node) HandleFrame(from string, payload []byte) {
+	if _, ok := n.ready(); !ok || len(payload) == 0 {
+		return
+	}
+	if r := n.remote(from); r != nil {
+		r.markHealthy()
+	}
+	rd := reader{b: payload[1:]}
+	var err error
+	switch frameType(payload[0]) {
+	case fRequest:
+		err = n.handleRemoteRequest(from, &rd)
+	case fReply:
+		err = n.handleReply(from, &rd)
+	case fTable:
+		err = n.handleTable(from, rd.rest())
+	case fTableReq:
+		n.sendTable(from)
+	case fBroadcast:
+		err = n.handleBroadcast(&rd)
+	case fPublish:
+		err = n.handlePublish(&rd)
+	default:
+		// From a newer daemon: skip it.
+	}
+	if err != nil {
+		n.stats.badFrames.Add(1)
+		n.log.Warn().Str("peer", from).Err(err).Msg("dropped bad frame")
+	}
+}
+
+// HandlePeer implements overlay.Delegate.
+func (n *Node) HandlePeer(p overlay.Peer) {
+	if p.State == overlay.StateAlive || p.State == overlay.StateSuspect {
+		n.peerAlive(p)
+		return
+	}
+	n.peerGone(p.ID)
+}
+
+// HandleLinkDown implements overlay.Delegate: requests in flight to that
+// daemon may be lost, so they are faulted now rather than at their deadline.
+func (n *Node) HandleLinkDown(id string) {
+	if r := n.remote(id); r != nil {
+		r.markUnhealthy(n.cfg.UnhealthyFor)
+	}
+	n.failPending(func(p *pending) bool { return p.node == id }, "iris: link to the serving daemon broke")
+}
+
+func (n *Node) remote(id string) *remoteNode {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.remotes[id]
+}
+
+func validName(s string) error {
+	if s == "" || len(s) > maxNameLen {
+		return fmt.Errorf("%w: %q", ErrBadName, s)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package cluster
+
+import (
+	"slices"
+
+	"github.com/iris-mesh/iris/overlay"
+)
+
+// Subscriber receives the events of a topic. HandleEvent is called from
+// daemon goroutines and must not block: the subscriber drops and counts
+// what it cannot queue.
+type Subscriber interface {
+	HandleEvent(topic string, event []byte)
+}
+
+type subscription struct {
+	s     Subscriber
+	topic string
+}
+
+// Subscription is a Subscriber's interest in one topic.
+type Subscription struct {
+	n   *Node
+	sub *subscription
+}
+
+// Subscribe delivers every event published to topic, anywhere in the
+// network, to s. It takes effect locally at once and on other daemons once
+// the table update reaches them.
+func (n *Node) Subscribe(topic string, s Subscriber) (*Subscription, error) {
+	if err := validName(topic); err != nil {
+		return nil, err
+	}
+	sub := &subscription{s: s, topic: topic}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, ErrClosed
+	}
+	n.subs[topic] = append(slices.Clip(n.subs[topic]), sub)
+	n.markDirtyLocked()
+	return &Subscription{n: n, sub: sub}, nil
+}
+
+// Close ends the subscription: no event is delivered after Close returns.
+// Idempotent.
+func (s *Subscription) Close() {
+	n := s.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	list := n.subs[s.sub.topic]
+	i := slices.Index(list, s.sub)
+	if i < 0 {
+		return
+	}
+	list = slices.Delete(slices.Clone(list), i, i+1)
+	if len(list) == 0 {
+		delete(n.subs, s.sub.topic)
+	} else {
+		n.subs[s.sub.topic] = list
+	}
+	n.markDirtyLocked()
+}
+
+// Broadcast delivers msg to every member of cluster: local members directly,
+// and one copy to each other daemon with members, which fans it out. The
+// caller must not modify msg afterwards.
+func (n *Node) Broadcast(cluster string, msg []byte) {
+	n.mu.RLock()
+	t := n.clusters[cluster]
+	ov := n.ov
+	n.mu.RUnlock()
+	if t == nil {
+		return
+	}
+	n.stats.broadcastsOut.Add(1)
+	for _, m := range t.local {
+		m.m.HandleBroadcast(msg)
+	}
+	if len(t.near)+len(t.far) == 0 {
+		return
+	}
+	head := nameHead(fBroadcast, cluster)
+	for _, ts := range [][]remoteTarget{t.near, t.far} {
+		for i := range ts {
+			if ov.Send(ts[i].node.id, overlay.Bulk, head, msg) != nil {
+				n.stats.dropped.Add(1)
+			}
+		}
+	}
+}
+
+// Publish delivers event to every subscriber of topic: local ones directly
+// and one copy to each other daemon with subscribers. The caller must not
+// modify event afterwards.
+func (n *Node) Publish(topic string, event []byte) {
+	n.mu.RLock()
+	subs := n.subs[topic]
+	remotes := n.topics[topic]
+	ov := n.ov
+	n.mu.RUnlock()
+	n.stats.publishesOut.Add(1)
+	for _, s := range subs {
+		s.s.HandleEvent(topic, event)
+	}
+	if len(remotes) == 0 {
+		return
+	}
+	head := nameHead(fPublish, topic)
+	for _, r := range remotes {
+		if ov.Send(r.id, overlay.Bulk, head, event) != nil {
+			n.stats.dropped.Add(1)
+		}
+	}
+}
+
+func (n *Node) handleBroadcast(rd *reader) error {
+	cluster := rd.name()
+	msg := rd.rest()
+	if rd.err != nil {
+		return rd.err
+	}
+	n.mu.RLock()
+	ms := n.local[string(cluster)]
+	n.mu.RUnlock()
+	for _, m := range ms {
+		m.m.HandleBroadcast(msg)
+	}
+	return nil
+}
+
+func (n *Node) handlePublish(rd *reader) error {
+	topic := rd.name()
+	event := rd.rest()
+	if rd.err != nil {
+		return rd.err
+	}
+	n.mu.RLock()
+	subs := n.subs[string(topic)]
+	n.mu.RUnlock()
+	if len(subs) == 0 {
+		return nil
+	}
+	name := subs[0].topic
+	for _, s := range subs {
+		s.s.HandleEvent(name, event)
+	}
+	return nil
+}

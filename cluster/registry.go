@@ -1,0 +1,238 @@
+package cluster
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/iris-mesh/iris/overlay"
+)
+
+// Member is a local member of a cluster: an app connection that registered
+// as a service. Its methods are called from daemon goroutines and must not
+// block.
+type Member interface {
+	// HandleRequest offers a request. It returns false if the member cannot
+	// take it now (its queue is full); the request then goes elsewhere.
+	// Having taken it, the member must end it exactly once with Reply, Fail
+	// or Abandon.
+	HandleRequest(r *Request) bool
+	// HandleBroadcast delivers a broadcast message. The member drops and
+	// counts what it cannot queue.
+	HandleBroadcast(msg []byte)
+}
+
+// member is one registration of a Member.
+type member struct {
+	m        Member
+	cluster  string
+	capacity int64
+	inflight atomic.Int64
+}
+
+func (m *member) load() int64 { return m.inflight.Load() * 1024 / m.capacity }
+
+// Registration is a Member's membership in a cluster.
+type Registration struct {
+	n *Node
+	m *member
+}
+
+// Register makes m a member of cluster. The member is reachable from this
+// daemon when Register returns and from the others once its table update
+// reaches them. capacity is how many requests it may have in flight before
+// it counts as saturated; 0 means the configured default.
+func (n *Node) Register(cluster string, m Member, capacity int) (*Registration, error) {
+	if err := validName(cluster); err != nil {
+		return nil, err
+	}
+	if capacity <= 0 {
+		capacity = n.cfg.MemberCapacity
+	}
+	mem := &member{m: m, cluster: cluster, capacity: int64(capacity)}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, ErrClosed
+	}
+	n.local[cluster] = append(slices.Clip(n.local[cluster]), mem)
+	n.rebuildLocked(cluster)
+	n.markDirtyLocked()
+	return &Registration{n: n, m: mem}, nil
+}
+
+// Close removes the member from its cluster: no delivery starts after Close
+// returns. Requests it already holds stay its to answer. Idempotent.
+func (r *Registration) Close() {
+	n := r.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	list := n.local[r.m.cluster]
+	i := slices.Index(list, r.m)
+	if i < 0 {
+		return
+	}
+	list = slices.Delete(slices.Clone(list), i, i+1)
+	if len(list) == 0 {
+		delete(n.local, r.m.cluster)
+	} else {
+		n.local[r.m.cluster] = list
+	}
+	n.rebuildLocked(r.m.cluster)
+	n.markDirtyLocked()
+}
+
+// remoteNode is what this daemon knows of another daemon's interests.
+type remoteNode struct {
+	id        string
+	zone      string
+	tbl       *table // nil until pulled
+	requested uint64 // table version last asked for
+	inflight  atomic.Int64
+	unhealthy atomic.Int64 // unix nanos until which the balancer avoids it
+}
+
+func (r *remoteNode) version() uint64 {
+	if r.tbl == nil {
+		return 0
+	}
+	return r.tbl.Version
+}
+
+func (r *remoteNode) healthy(now int64) bool { return r.unhealthy.Load() <= now }
+
+func (r *remoteNode) markUnhealthy(d time.Duration) {
+	r.unhealthy.Store(time.Now().Add(d).UnixNano())
+}
+
+func (r *remoteNode) markHealthy() {
+	if r.unhealthy.Load() != 0 {
+		r.unhealthy.Store(0)
+	}
+}
+
+// remoteTarget is a remote daemon serving a cluster.
+type remoteTarget struct {
+	node     *remoteNode
+	members  int
+	capacity int64
+}
+
+func (t *remoteTarget) load() int64 { return t.node.inflight.Load() * 1024 / t.capacity }
+
+// targets is the immutable balancing view of one cluster, rebuilt on every
+// change and read without locks.
+type targets struct {
+	local []*member
+	near  []remoteTarget // remote daemons in this daemon's zone
+	far   []remoteTarget
+}
+
+// rebuildLocked recomputes the targets of cluster. n.mu must be held.
+func (n *Node) rebuildLocked(cluster string) {
+	t := &targets{local: n.local[cluster]}
+	zone := ""
+	if n.ov != nil {
+		zone = n.ov.Zone()
+	}
+	for _, r := range n.remotes {
+		if r.tbl == nil {
+			continue
+		}
+		e, ok := r.tbl.Clusters[cluster]
+		if !ok || e.Members == 0 {
+			continue
+		}
+		rt := remoteTarget{node: r, members: int(e.Members), capacity: max(int64(e.Capacity), 1)}
+		if zone != "" && r.zone == zone {
+			t.near = append(t.near, rt)
+		} else {
+			t.far = append(t.far, rt)
+		}
+	}
+	sortTargets := func(a, b remoteTarget) int {
+		if a.node.id < b.node.id {
+			return -1
+		}
+		return 1
+	}
+	slices.SortFunc(t.near, sortTargets)
+	slices.SortFunc(t.far, sortTargets)
+	if len(t.local)+len(t.near)+len(t.far) == 0 {
+		delete(n.clusters, cluster)
+		return
+	}
+	n.clusters[cluster] = t
+}
+
+// rebuildTopicLocked recomputes the remote daemons subscribed to topic.
+func (n *Node) rebuildTopicLocked(topic string) {
+	var list []*remoteNode
+	for _, r := range n.remotes {
+		if r.tbl != nil && r.tbl.Topics[topic] > 0 {
+			list = append(list, r)
+		}
+	}
+	if len(list) == 0 {
+		delete(n.topics, topic)
+		return
+	}
+	slices.SortFunc(list, func(a, b *remoteNode) int {
+		if a.id < b.id {
+			return -1
+		}
+		return 1
+	})
+	n.topics[topic] = list
+}
+
+// rebuildForLocked rebuilds every cluster and topic a table mentions.
+func (n *Node) rebuildForLocked(t *table) {
+	if t == nil {
+		return
+	}
+	for c := range t.Clusters {
+		n.rebuildLocked(c)
+	}
+	for tp := range t.Topics {
+		n.rebuildTopicLocked(tp)
+	}
+}
+
+func (n *Node) peerAlive(p overlay.Peer) {
+	n.mu.Lock()
+	if n.closed || !n.started {
+		n.mu.Unlock()
+		return
+	}
+	r := n.remotes[p.ID]
+	if r == nil {
+		r = &remoteNode{id: p.ID}
+		n.remotes[p.ID] = r
+	}
+	zoneChanged := r.zone != p.Zone
+	r.zone = p.Zone
+	if zoneChanged {
+		n.rebuildForLocked(r.tbl)
+	}
+	ask := p.AppVersion > r.version() && p.AppVersion != r.requested
+	if ask {
+		r.requested = p.AppVersion
+	}
+	ov := n.ov
+	n.mu.Unlock()
+	if ask {
+		_ = ov.Send(p.ID, overlay.Control, []byte{byte(fTableReq)}, nil)
+	}
+}
+
+func (n *Node) peerGone(id string) {
+	n.mu.Lock()
+	r := n.remotes[id]
+	if r != nil {
+		delete(n.remotes, id)
+		n.rebuildForLocked(r.tbl)
+	}
+	n.mu.Unlock()
+	n.failPending(func(p *pending) bool { return p.node == id }, "iris: serving daemon failed")
+}
