@@ -10,11 +10,11 @@ import (
 // it drops every frame sent.
 type loopOverlay struct{}
 
-func (loopOverlay) ID() string                                         { return "self" }
-func (loopOverlay) Zone() string                                       { return "" }
+func (loopOverlay) ID() string                                          { return "self" }
+func (loopOverlay) Zone() string                                        { return "" }
 func (loopOverlay) Send(string, overlay.Priority, []byte, []byte) error { return nil }
-func (loopOverlay) SetAppVersion(uint64)                               {}
-func (loopOverlay) Peers() []overlay.Peer                              { return nil }
+func (loopOverlay) SetAppVersion(uint64)                                {}
+func (loopOverlay) Peers() []overlay.Peer                               { return nil }
 
 type nopMember struct{}
 

@@ -43,12 +43,12 @@ type Overlay struct {
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
-	logState   bridgeState // memberlist's log lines are dropped once stopped
+	logState   bridgeState    // memberlist's log lines are dropped once stopped
 	wg         sync.WaitGroup // every goroutine but the transport's
 
-	metaMu  sync.Mutex // protects following
-	meta    nodeMeta
-	metaCh  chan struct{} // wakes the meta updater; cap 1
+	metaMu sync.Mutex // protects following
+	meta   nodeMeta
+	metaCh chan struct{} // wakes the meta updater; cap 1
 
 	mu      sync.RWMutex // protects following
 	closed  bool

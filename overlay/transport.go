@@ -40,8 +40,8 @@ type transport struct {
 
 	hsSem chan struct{} // bounds inbound connections in their handshake
 
-	refusedFull   atomic.Uint64 // inbound connections closed because hsSem was full
-	refusedAuth   atomic.Uint64 // inbound handshakes that failed
+	refusedFull    atomic.Uint64 // inbound connections closed because hsSem was full
+	refusedAuth    atomic.Uint64 // inbound handshakes that failed
 	authLogLimiter rateLimiter
 }
 
