@@ -64,11 +64,9 @@ type mlEvents Overlay
 // NotifyJoin implements memberlist.EventDelegate.
 func (e *mlEvents) NotifyJoin(n *memberlist.Node) {
 	o := (*Overlay)(e)
-	if n.Name == o.id {
-		return
+	if n.Name != o.id && o.setMember(n, StateAlive) {
+		o.log.Info().Str("peer", n.Name).Str("addr", n.Address()).Msg("peer joined")
 	}
-	o.log.Info().Str("peer", n.Name).Str("addr", n.Address()).Msg("peer joined")
-	o.setMember(n, StateAlive)
 }
 
 // NotifyUpdate implements memberlist.EventDelegate.
@@ -92,8 +90,9 @@ func (e *mlEvents) NotifyLeave(n *memberlist.Node) {
 	if meta.decode(n.Meta) == nil && meta.Leaving {
 		st = StateLeft
 	}
-	o.log.Info().Str("peer", n.Name).Stringer("state", st).Msg("peer gone")
-	o.setMember(n, st)
+	if o.setMember(n, st) {
+		o.log.Info().Str("peer", n.Name).Stringer("state", st).Msg("peer gone")
+	}
 }
 
 // eventQueue delivers peer events to the delegate from one goroutine. It

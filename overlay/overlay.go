@@ -43,6 +43,7 @@ type Overlay struct {
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
+	lifeMu     sync.Mutex // serializes Leave and Close
 	logState   bridgeState    // memberlist's log lines are dropped once stopped
 	wg         sync.WaitGroup // every goroutine but the transport's
 
@@ -183,6 +184,8 @@ func (o *Overlay) Join(addrs []string) (int, error) {
 // rather than failed, waiting at most timeout for the news to go out.
 // Close the overlay afterwards.
 func (o *Overlay) Leave(timeout time.Duration) error {
+	o.lifeMu.Lock() // Close waits: memberlist panics on a leave after shutdown
+	defer o.lifeMu.Unlock()
 	o.mu.RLock()
 	closed := o.closed
 	o.mu.RUnlock()
@@ -203,6 +206,8 @@ func (o *Overlay) Leave(timeout time.Duration) error {
 // the departure graceful. Close may be called more than once.
 func (o *Overlay) Close() error {
 	o.closeOnce.Do(func() {
+		o.lifeMu.Lock()
+		defer o.lifeMu.Unlock()
 		o.mu.Lock()
 		o.closed = true
 		peers := o.peers
@@ -367,8 +372,9 @@ func (o *Overlay) metaLoop() {
 	}
 }
 
-// setMember records a membership change and queues the event.
-func (o *Overlay) setMember(n *memberlist.Node, st State) {
+// setMember records a membership change and queues the event. It reports
+// false once the overlay is closed (memberlist's timers outlive Shutdown).
+func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 	var meta nodeMeta
 	if err := meta.decode(n.Meta); err != nil {
 		o.log.Warn().Str("peer", n.Name).Err(err).Msg("bad node metadata")
@@ -377,7 +383,7 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		return
+		return false
 	}
 	o.members[p.ID] = &member{Peer: p, since: time.Now()}
 	o.forgetOldestGoneLocked()
@@ -399,6 +405,7 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) {
 		gone.remove()
 	}
 	o.events.peer(p)
+	return true
 }
 
 func (o *Overlay) forgetOldestGoneLocked() {
