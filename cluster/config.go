@@ -29,6 +29,16 @@ type Config struct {
 	// MaxRetries is how often a request that a remote daemon could not place
 	// is re-sent to another target before its deadline. Default 2.
 	MaxRetries int
+
+	// TunnelWindow is the byte credit a daemon grants the far daemon of a
+	// tunnel: how much of a tunnel's data may be in flight between daemons
+	// or buffered at the receiving daemon. Throughput per tunnel is about
+	// TunnelWindow/RTT; memory per busy tunnel up to twice it. Default 1 MiB.
+	TunnelWindow int
+
+	// TunnelCloseDrain bounds how long a closing tunnel keeps trying to
+	// send data its app queued before the close. Default 30s.
+	TunnelCloseDrain time.Duration
 }
 
 // DefaultConfig returns a Config with the defaults.
@@ -39,6 +49,8 @@ func DefaultConfig() *Config {
 		MaxRequestTimeout: time.Hour,
 		UnhealthyFor:      2 * time.Second,
 		MaxRetries:        2,
+		TunnelWindow:      1 << 20,
+		TunnelCloseDrain:  30 * time.Second,
 	}
 }
 
@@ -49,6 +61,8 @@ func (c *Config) Validate() error {
 		return errors.New("cluster: config: MemberCapacity must be positive")
 	case c.MaxRequestTimeout <= 0:
 		return errors.New("cluster: config: MaxRequestTimeout must be positive")
+	case c.TunnelWindow < 64<<10 || c.TunnelCloseDrain <= 0:
+		return errors.New("cluster: config: TunnelWindow must be at least 64 KiB and TunnelCloseDrain positive")
 	case c.UnhealthyFor < 0 || c.MaxRetries < 0:
 		return errors.New("cluster: config: UnhealthyFor and MaxRetries must not be negative")
 	}

@@ -17,6 +17,11 @@ const (
 	fTableReq  frameType = 0x04 // ask for the sender's table
 	fBroadcast frameType = 0x05 // cluster, payload
 	fPublish   frameType = 0x06 // topic, payload
+	fTunOpen   frameType = 0x07 // opener's tunnel id, timeoutMs, window, cluster
+	fTunOpened frameType = 0x08 // opener's tunnel id, status, acceptor's tunnel id, window
+	fTunData   frameType = 0x09 // receiver's tunnel id, sizeOrCont, chunk
+	fTunCredit frameType = 0x0a // receiver's tunnel id, bytes
+	fTunClose  frameType = 0x0b // receiver's tunnel id, reason
 )
 
 // replyStatus is the status byte of a reply frame. ONLY APPEND.
@@ -105,6 +110,16 @@ func replyHead(id uint64, st replyStatus) []byte {
 	h = append(h, byte(fReply))
 	h = binary.AppendUvarint(h, id)
 	return append(h, byte(st))
+}
+
+// tunHead encodes a tunnel frame header: type and uvarint fields.
+func tunHead(t frameType, fields ...uint64) []byte {
+	h := make([]byte, 1, 1+len(fields)*binary.MaxVarintLen64)
+	h[0] = byte(t)
+	for _, f := range fields {
+		h = binary.AppendUvarint(h, f)
+	}
+	return h
 }
 
 func nameHead(t frameType, name string) []byte {

@@ -52,6 +52,8 @@ type Node struct {
 	clusters map[string]*targets        // cluster → balancing targets (rebuilt on change)
 	topics   map[string][]*remoteNode   // topic → remote nodes with subscribers
 
+	tun tunnels
+
 	pmu     sync.Mutex // protects following
 	pending map[uint64]*pending
 	nextID  uint64
@@ -85,6 +87,7 @@ func New(cfg *Config) (*Node, error) {
 		clusters:   map[string]*targets{},
 		topics:     map[string][]*remoteNode{},
 		pending:    map[uint64]*pending{},
+		tun:        tunnels{ends: map[uint64]*Tunnel{}, opens: map[uint64]*tunOpen{}},
 	}, nil
 }
 
@@ -115,6 +118,7 @@ func (n *Node) Close() error {
 		close(n.shutdownCh)
 		n.wg.Wait()
 		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
+		n.failTunnels("*", "iris: daemon shutting down")
 	})
 	return nil
 }
@@ -151,6 +155,12 @@ func (n *Node) HandleFrame(from string, payload []byte) {
 		err = n.handleBroadcast(&rd)
 	case fPublish:
 		err = n.handlePublish(&rd)
+	case fTunOpen:
+		err = n.handleTunOpen(from, &rd)
+	case fTunOpened:
+		err = n.handleTunOpened(from, &rd)
+	case fTunData, fTunCredit, fTunClose:
+		err = n.handleTunFrame(from, frameType(payload[0]), &rd)
 	default:
 		// From a newer daemon: skip it.
 	}
@@ -176,6 +186,7 @@ func (n *Node) HandleLinkDown(id string) {
 		r.markUnhealthy(n.cfg.UnhealthyFor)
 	}
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: link to the serving daemon broke")
+	n.failTunnels(id, "iris: link to the far daemon broke")
 }
 
 func (n *Node) remote(id string) *remoteNode {

@@ -235,4 +235,5 @@ func (n *Node) peerGone(id string) {
 	}
 	n.mu.Unlock()
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: serving daemon failed")
+	n.failTunnels(id, "iris: far daemon failed")
 }
