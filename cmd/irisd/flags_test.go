@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/crypto"
+	"github.com/iris-mesh/iris/daemon"
+	"github.com/iris-mesh/iris/overlay"
+)
+
+func TestParseArgs(t *testing.T) {
+	dir := t.TempDir()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "net.key")
+	if err := crypto.WriteKeyFile(keyFile, key); err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _ := crypto.GenerateKey()
+	badKeyFile := filepath.Join(dir, "bad.key")
+	if err := os.WriteFile(badKeyFile, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		errHas string               // "" means no error
+		check  func(o *options) any // returns a description of what is wrong, or nil
+	}{
+		{
+			name: "minimal", args: []string{"-net", "prod", "-key", keyFile},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Network == "prod" && c.Key == key && c.Listen == "0.0.0.0:55556" &&
+					c.RelayPort == 55555 && c.StatusAddr == "" && len(c.Join) == 0 &&
+					c.Gossip == overlay.LANGossip() && o.logLevel == zerolog.InfoLevel && !o.ephemeralKey, o)
+			},
+		},
+		{
+			name: "every flag",
+			args: []string{"-net", "prod", "-key", keyFile, "-listen", "10.0.0.5:6000", "-advertise", "1.2.3.4:6000",
+				"-join", "10.0.0.1, 10.0.0.2:7000,,", "-relay", "6001", "-status", "127.0.0.1:6002",
+				"-zone", "rack1", "-node", "n1", "-gossip", "local", "-log-level", "debug"},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Listen == "10.0.0.5:6000" && c.Advertise == "1.2.3.4:6000" &&
+					slices.Equal(c.Join, []string{"10.0.0.1", "10.0.0.2:7000"}) && c.RelayPort == 6001 &&
+					c.StatusAddr == "127.0.0.1:6002" && c.Zone == "rack1" && c.NodeID == "n1" &&
+					c.Gossip == overlay.LocalGossip() && o.logLevel == zerolog.DebugLevel, o)
+			},
+		},
+		{
+			name: "environment",
+			env:  map[string]string{envNet: "envnet", envKey: otherKey.String(), envJoin: "a,b:1"},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Network == "envnet" && c.Key == otherKey && slices.Equal(c.Join, []string{"a", "b:1"}), o)
+			},
+		},
+		{
+			name: "flags win over environment",
+			args: []string{"-net", "flagnet", "-key", keyFile, "-join", "c"},
+			env:  map[string]string{envNet: "envnet", envKey: otherKey.String(), envJoin: "a,b"},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Network == "flagnet" && c.Key == key && slices.Equal(c.Join, []string{"c"}), o)
+			},
+		},
+		{
+			name: "empty -join overrides IRIS_JOIN", args: []string{"-join", ""},
+			env:   map[string]string{envNet: "n", envKey: otherKey.String(), envJoin: "a"},
+			check: func(o *options) any { return want(len(o.cfg.Join) == 0, o) },
+		},
+		{
+			name: "dev", args: []string{"-dev"},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Network == "dev" && c.Key != crypto.Key{} && o.ephemeralKey &&
+					c.Listen == "127.0.0.1:55556" && c.StatusAddr == "127.0.0.1:55580" && c.RelayPort == 55555, o)
+			},
+		},
+		{
+			name: "dev ignores environment", args: []string{"-dev"},
+			env: map[string]string{envNet: "prod", envKey: otherKey.String(), envJoin: "10.0.0.1"},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Network == "dev" && c.Key != otherKey && len(c.Join) == 0, o)
+			},
+		},
+		{
+			name: "dev with overrides",
+			args: []string{"-dev", "-listen", "127.0.0.1:0", "-status", "127.0.0.1:0", "-relay", "0", "-key", keyFile},
+			check: func(o *options) any {
+				c := o.cfg
+				return want(c.Network == "dev" && c.Key == key && !o.ephemeralKey && c.Listen == "127.0.0.1:0" &&
+					c.StatusAddr == "127.0.0.1:0" && c.RelayPort == 0, o)
+			},
+		},
+		{
+			name: "dev without status", args: []string{"-dev", "-status", ""},
+			check: func(o *options) any { return want(o.cfg.StatusAddr == "", o) },
+		},
+		{name: "no network", args: []string{"-key", keyFile}, errHas: "no network name"},
+		{name: "no key", args: []string{"-net", "n"}, errHas: "no network key"},
+		{name: "missing key file", args: []string{"-net", "n", "-key", filepath.Join(dir, "nope")}, errHas: "no such file"},
+		{name: "bad key file", args: []string{"-net", "n", "-key", badKeyFile}, errHas: "bad network key"},
+		{name: "bad env key", env: map[string]string{envNet: "n", envKey: "short"}, errHas: "IRIS_KEY"},
+		{name: "unknown flag", args: []string{"-bogus"}, errHas: "flag provided but not defined"},
+		{name: "positional", args: []string{"-dev", "extra"}, errHas: `unexpected argument "extra"`},
+		{name: "bad listen", args: []string{"-dev", "-listen", "nope"}, errHas: "listen address"},
+		{name: "bad join", args: []string{"-dev", "-join", "h:0"}, errHas: "join address"},
+		{name: "bad relay", args: []string{"-dev", "-relay", "70000"}, errHas: "-relay 70000"},
+		{name: "bad relay type", args: []string{"-dev", "-relay", "x"}, errHas: "invalid value"},
+		{name: "bad level", args: []string{"-dev", "-log-level", "loud"}, errHas: "-log-level"},
+		{name: "bad gossip", args: []string{"-dev", "-gossip", "wan"}, errHas: "-gossip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			o, err := parseArgs(tt.args, getenv)
+			if tt.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("parseArgs(%q) error = %v, want one containing %q", tt.args, err, tt.errHas)
+				}
+				if strings.Contains(err.Error(), otherKey.String()) || strings.Contains(err.Error(), key.String()) {
+					t.Fatalf("error reveals a key: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseArgs(%q): %v", tt.args, err)
+			}
+			if bad := tt.check(o); bad != nil {
+				t.Fatalf("parseArgs(%q) gave %+v", tt.args, bad)
+			}
+		})
+	}
+}
+
+// want returns nil when ok, else the config (without its key) to report.
+func want(ok bool, o *options) any {
+	if ok {
+		return nil
+	}
+	c := *o.cfg
+	c.Key = crypto.Key{}
+	c.Logger = zerolog.Nop()
+	return struct {
+		Cfg       daemon.Config
+		Level     zerolog.Level
+		Ephemeral bool
+	}{c, o.logLevel, o.ephemeralKey}
+}
+
+func TestParseArgsHelp(t *testing.T) {
+	if _, err := parseArgs([]string{"-h"}, func(string) string { return "" }); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseArgs(-h) = %v, want flag.ErrHelp", err)
+	}
+	var b strings.Builder
+	usage(&b)
+	for _, s := range []string{"irisd keygen -o FILE", "IRIS_KEY", "-listen", "-relay", "-dev"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("usage lacks %q", s)
+		}
+	}
+}

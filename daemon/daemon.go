@@ -1,0 +1,318 @@
+// Package daemon runs a complete Iris node, irisd, in-process: the overlay
+// that joins it to the other daemons of its network, the background join to
+// the seed daemons, and the HTTP status server (JSON status and Prometheus
+// metrics).
+//
+// cmd/irisd is a thin shell around this package: it turns flags and
+// environment variables into a Config, calls New, and calls Shutdown on
+// SIGINT or SIGTERM. Tests and programs that embed a node do the same:
+//
+//	cfg := daemon.DefaultConfig()
+//	cfg.Network, cfg.Key = "prod", key
+//	cfg.Listen, cfg.StatusAddr = "127.0.0.1:0", "127.0.0.1:0"
+//	cfg.Join = []string{"10.0.0.1"}
+//	d, err := daemon.New(cfg)
+//	...
+//	defer d.Close()
+//
+// A Daemon owns every goroutine it starts; Shutdown and Close return only
+// after all of them have exited.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/overlay"
+)
+
+// Daemon is one running Iris node.
+type Daemon struct {
+	cfg  Config
+	log  zerolog.Logger
+	ov   *overlay.Overlay
+	addr string // the overlay's address, read once (see Addr)
+
+	// delegate is the layer above the overlay: it receives every frame and
+	// peer event. Until the cluster layer exists it is a discard; the cluster
+	// layer plugs in here (see New).
+	delegate overlay.Delegate
+
+	status   *http.Server // nil without StatusAddr
+	statusLn net.Listener
+
+	// lifeMu serializes overlay.Leave and overlay.Close: memberlist panics
+	// on a leave after its shutdown.
+	lifeMu   sync.Mutex // protects following
+	ovClosed bool
+
+	joinFailures atomic.Uint64 // join attempts that left no peer known
+	logGate      *logGate      // silences the overlay's logger once it is closed
+
+	stopCh    chan struct{} // closed when shutdown begins; stops the joiner
+	stopOnce  sync.Once
+	leaveOnce sync.Once
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the joiner and the status server
+}
+
+// New starts a daemon: it binds the overlay and status addresses, starts
+// the background join to cfg.Join, and returns without waiting for the join.
+// A nil cfg is an error: Network and Key have no defaults.
+func New(cfg *Config) (*Daemon, error) {
+	// The cluster layer will replace discard here: it implements
+	// overlay.Delegate and receives every frame and peer event.
+	return start(cfg, newDiscard())
+}
+
+// start is New with the overlay's upper layer given.
+func start(cfg *Config, delegate overlay.Delegate) (*Daemon, error) {
+	if cfg == nil {
+		return nil, errors.New("daemon: nil config")
+	}
+	c := *cfg
+	c.Join = append([]string(nil), cfg.Join...)
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		cfg:      c,
+		log:      c.Logger.With().Str("component", "daemon").Logger(),
+		delegate: delegate,
+		logGate:  new(logGate),
+		stopCh:   make(chan struct{}),
+	}
+	oc := c.overlayConfig(delegate)
+	oc.Logger = oc.Logger.Hook(d.logGate)
+	ov, err := overlay.New(oc)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: start overlay: %w", err)
+	}
+	d.ov = ov
+	d.addr = ov.Addr()
+	if c.StatusAddr != "" {
+		if err := d.startStatus(); err != nil {
+			_ = ov.Close()
+			return nil, err
+		}
+	}
+	d.logStart()
+	if len(c.Join) > 0 {
+		d.wg.Go(d.joinLoop)
+	}
+	return d, nil
+}
+
+// logStart logs what the daemon serves. It never logs the key.
+func (d *Daemon) logStart() {
+	ev := d.log.Info().Str("node", d.ov.ID()).Str("network", d.cfg.Network).
+		Str("listen", d.addr).Str("zone", d.cfg.Zone)
+	if d.statusLn != nil {
+		ev = ev.Str("status", d.statusLn.Addr().String())
+	}
+	ev.Msg("daemon started")
+	if d.cfg.RelayPort != 0 {
+		d.log.Warn().Int("relay_port", d.cfg.RelayPort).
+			Msg("relay server not implemented yet: the relay port is not served and apps cannot connect")
+	}
+}
+
+// startStatus binds StatusAddr and serves the status endpoints on it.
+func (d *Daemon) startStatus() error {
+	ln, err := net.Listen("tcp", d.cfg.StatusAddr)
+	if err != nil {
+		return fmt.Errorf("daemon: status server: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := registerMetrics(reg, d); err != nil {
+		ln.Close()
+		return fmt.Errorf("daemon: status server: %w", err)
+	}
+	d.statusLn = ln
+	d.status = &http.Server{
+		Handler:           d.statusHandler(reg),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          log.New(httpErrorLog{d.log}, "", 0),
+	}
+	d.log.Info().Str("addr", ln.Addr().String()).Msg("status server listening")
+	d.wg.Go(func() {
+		if err := d.status.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error().Err(err).Msg("status server stopped")
+		}
+	})
+	return nil
+}
+
+// Overlay returns the daemon's overlay node, for its id, peers, counters
+// and sending frames. It stays valid, closed, after Close.
+func (d *Daemon) Overlay() *overlay.Overlay { return d.ov }
+
+// Addr returns the host:port other daemons reach this one at: the address
+// to give them in their Join. Use it rather than Overlay().Addr(), which
+// races with memberlist's updates of the local node.
+func (d *Daemon) Addr() string { return d.addr }
+
+// StatusAddr returns the address the status server is bound to (with the
+// port chosen when StatusAddr had port 0), or "" when it has none.
+func (d *Daemon) StatusAddr() string {
+	if d.statusLn == nil {
+		return ""
+	}
+	return d.statusLn.Addr().String()
+}
+
+// Shutdown leaves the network gracefully, so peers see this daemon as
+// "left" rather than failed, then closes it as Close does. The leave waits
+// for the news to go out until ctx's deadline (DefaultLeaveTimeout when ctx
+// has none); the status server finishes the requests in flight. It returns
+// when every goroutine has exited. Shutdown and Close may be called more
+// than once, and in any order; only the first Shutdown leaves, and none
+// does after Close.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.stop()
+	var err error
+	d.leaveOnce.Do(func() { err = d.leave(ctx) })
+	d.close(ctx)
+	return err
+}
+
+// leave tells the peers this daemon is leaving, unless it is closed.
+func (d *Daemon) leave(ctx context.Context) error {
+	d.lifeMu.Lock()
+	defer d.lifeMu.Unlock()
+	if d.ovClosed || ctx.Err() != nil {
+		return nil
+	}
+	timeout := DefaultLeaveTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	d.log.Info().Dur("timeout", timeout.Round(time.Millisecond)).Msg("leaving the network")
+	err := d.ov.Leave(timeout)
+	if err != nil && !errors.Is(err, overlay.ErrClosed) {
+		return fmt.Errorf("daemon: leave: %w", err)
+	}
+	return nil
+}
+
+// Close stops the daemon at once, without telling its peers: they see it
+// fail. It returns when every goroutine has exited, and may be called more
+// than once. Close during a Shutdown waits for that Shutdown's leave.
+func (d *Daemon) Close() error {
+	d.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	d.close(ctx)
+	return nil
+}
+
+// stop tells the joiner to stop.
+func (d *Daemon) stop() { d.stopOnce.Do(func() { close(d.stopCh) }) }
+
+// close stops the status server (gracefully until ctx is done) and the
+// overlay, and waits for every goroutine. Concurrent callers all wait.
+func (d *Daemon) close(ctx context.Context) {
+	d.closeOnce.Do(func() {
+		if d.status != nil {
+			if err := d.status.Shutdown(ctx); err != nil {
+				_ = d.status.Close()
+			}
+		}
+		// The joiner may be inside overlay.Join, which cannot be interrupted;
+		// wait for it before closing the overlay under it. A join attempt
+		// returns within the overlay's dial timeout per seed.
+		d.wg.Wait()
+		d.lifeMu.Lock()
+		_ = d.ov.Close()
+		d.logGate.closed.Store(true)
+		d.ovClosed = true
+		d.lifeMu.Unlock()
+		d.log.Info().Msg("daemon stopped")
+	})
+}
+
+// joinLoop joins the seeds, retrying with exponential backoff until a peer
+// is known or the daemon stops.
+func (d *Daemon) joinLoop() {
+	seeds := make([]string, 0, len(d.cfg.Join))
+	for _, s := range d.cfg.Join {
+		addr, _ := seedAddr(s) // checked by Validate
+		seeds = append(seeds, addr)
+	}
+	backoff := d.cfg.JoinRetryMin
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-timer.C:
+		case <-d.stopCh:
+			return
+		}
+		if d.alivePeers() > 0 {
+			return // someone joined us meanwhile
+		}
+		n, err := d.ov.Join(seeds)
+		if alive := d.alivePeers(); alive > 0 {
+			d.log.Info().Int("seeds_answered", n).Int("peers", alive).Msg("joined the network")
+			return
+		}
+		d.joinFailures.Add(1)
+		if err != nil {
+			d.log.Warn().Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", backoff).
+				Err(err).Msg("join failed; retrying")
+		} else { // e.g. the only seed that answered is this daemon itself
+			d.log.Info().Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", backoff).
+				Msg("seeds answered but know no other daemon yet; retrying")
+		}
+		timer.Reset(backoff)
+		backoff = min(2*backoff, d.cfg.JoinRetryMax)
+	}
+}
+
+// alivePeers counts the peers currently alive.
+func (d *Daemon) alivePeers() int {
+	n := 0
+	for _, p := range d.ov.Peers() {
+		if p.State == overlay.StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
+// logGate is a zerolog hook that discards every event once closed is set.
+// memberlist's suspicion timers (time.AfterFunc) are not stopped by its
+// Shutdown and may still report a peer dead, and the overlay log it, after
+// the overlay has closed; the gate keeps the promise that a closed Daemon
+// logs nothing (a test's logger panics when written after the test).
+type logGate struct{ closed atomic.Bool }
+
+// Run implements zerolog.Hook.
+func (g *logGate) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	if g.closed.Load() {
+		e.Discard()
+	}
+}
+
+// httpErrorLog sends the status server's error log (failed accepts, broken
+// connections) to the daemon's logger.
+type httpErrorLog struct{ l zerolog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	w.l.Warn().Msg("status server: " + strings.TrimSpace(string(p)))
+	return len(p), nil
+}
