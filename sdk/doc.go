@@ -1,0 +1,75 @@
+// Package sdk is the Go client of Iris. An app talks only to the Iris
+// daemon on its own host (irisd), over the relay protocol
+// (docs/relay-protocol.md, encoded by package api), and addresses clusters
+// of services by name, never hosts; the daemons find the members and route.
+//
+// # Usage
+//
+// A plain client connects and sends requests. The context's deadline is the
+// request's timeout, which the daemon enforces:
+//
+//	conn, err := sdk.Connect(ctx, nil) // nil: DefaultConfig, 127.0.0.1:55555
+//	if err != nil {
+//		return err
+//	}
+//	defer conn.Close()
+//
+//	ctx, cancel := context.WithTimeout(ctx, time.Second)
+//	defer cancel()
+//	reply, err := conn.Request(ctx, "echo", []byte("hello"))
+//	var fault *sdk.RemoteError
+//	switch {
+//	case errors.Is(err, sdk.ErrTimeout): // nobody answered in time
+//	case errors.As(err, &fault): // the service failed: fault.Fault
+//	case errors.Is(err, sdk.ErrClosed): // the connection is gone
+//	case err != nil: // ctx was cancelled, or a bad argument
+//	}
+//
+// A service registers a Handler in a cluster. Each service has its own
+// connection; the daemon balances the cluster's requests among its members,
+// and each member runs at most ServiceLimits.RequestThreads handlers at once:
+//
+//	echo := sdk.HandlerFunc(func(ctx context.Context, req []byte) ([]byte, error) {
+//		return req, nil // an error would reach the caller as a *RemoteError
+//	})
+//	svc, err := sdk.Register(ctx, nil, "echo", echo, nil)
+//	if err != nil {
+//		return err
+//	}
+//	defer svc.Close() // leaves the cluster, lets running handlers finish
+//
+// A handler that also implements BroadcastHandler receives the broadcasts
+// sent to its cluster with Conn.Broadcast. Any connection can Publish to a
+// topic and Subscribe to topics with a TopicHandler.
+//
+// # Lifecycle
+//
+// A connection runs one reader goroutine, which decodes everything the
+// daemon sends and dispatches it by opcode (replies to the waiting
+// Request, requests and broadcasts to the service's handler pools, events
+// to their subscription's pool), and one writer goroutine, which drains a
+// bounded queue and writes all that is queued in one system call. The
+// reader never waits on the writer or on a handler: deliveries beyond a
+// pool's memory limit are refused (requests with the ErrOverloaded fault)
+// and counted in Stats.
+//
+// Close is graceful, as the protocol requires: it sends CLOSE, waits for
+// the daemon's answer, waits for running handlers, then closes the socket,
+// and returns only when every goroutine of the connection has exited. A
+// connection lost otherwise fails every waiting request with an error
+// wrapping ErrClosed and closes its Done channel; Close must still be
+// called.
+//
+// # Timeouts
+//
+// The daemon owns every timeout: it answers each request exactly once,
+// with the reply, a fault or "timed out" at the deadline. The SDK runs no
+// timer for requests: the deadline of the caller's context is sent along.
+// When that context ends first, Request returns at once and the daemon's
+// later answer is discarded on arrival.
+//
+// # Not yet
+//
+// Tunnels are not supported yet: an inbound tunnel offer is ignored and the
+// daemon fails the build.
+package sdk

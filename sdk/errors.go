@@ -1,0 +1,85 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+)
+
+// Sentinel errors. Check them with errors.Is: the SDK wraps them with detail.
+var (
+	// ErrClosed is returned by calls on a connection that Close has closed,
+	// and wrapped (together with the cause) by every error of a call that
+	// failed because the connection to the daemon was lost, including the
+	// requests still waiting for their replies at that moment.
+	ErrClosed = errors.New("sdk: connection closed")
+
+	// ErrDenied is matched by a *DeniedError, returned by Connect and
+	// Register when the daemon refuses the connection.
+	ErrDenied = errors.New("sdk: connection denied")
+
+	// ErrTimeout is returned by Request when the request timed out: the
+	// daemon answered it as timed out (nobody replied in time, or the
+	// cluster has no members), or the context's deadline passed first. It
+	// implements net.Error with Timeout() true, and errors.Is(ErrTimeout,
+	// context.DeadlineExceeded) holds.
+	ErrTimeout error = &timeoutError{}
+
+	// ErrTooLarge is returned when a payload is longer than the connection's
+	// Limits.MaxMessageLen allows; nothing is sent.
+	ErrTooLarge = errors.New("sdk: message too large")
+
+	// ErrOverloaded is matched (with errors.Is) by a *RemoteError whose fault
+	// is this error's text: the service was too busy to queue the request
+	// (see ServiceLimits). Another binding's service may send the same text.
+	ErrOverloaded = errors.New("sdk: service overloaded")
+)
+
+// timeoutError is the type of ErrTimeout.
+type timeoutError struct{}
+
+func (*timeoutError) Error() string   { return "sdk: request timed out" }
+func (*timeoutError) Timeout() bool   { return true }
+func (*timeoutError) Temporary() bool { return true }
+
+// Is makes errors.Is(ErrTimeout, context.DeadlineExceeded) hold, so callers
+// that only know contexts recognise an expired request.
+func (*timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// DeniedError is returned by Connect and Register when the daemon refuses the
+// connection with DENY, for example because the protocol version is not
+// supported. It matches ErrDenied.
+type DeniedError struct {
+	// Reason is the daemon's explanation, as sent.
+	Reason string
+}
+
+// Error returns the reason with the SDK prefix.
+func (e *DeniedError) Error() string { return "sdk: connection denied: " + e.Reason }
+
+// Is reports whether target is ErrDenied.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// RemoteError is returned by Request when the service answered with a fault:
+// its handler failed, panicked or was overloaded. Get it with errors.As.
+type RemoteError struct {
+	// Fault is the service's description of the failure, never empty.
+	Fault string
+}
+
+// Error returns the fault with the SDK prefix.
+func (e *RemoteError) Error() string { return "sdk: remote fault: " + e.Fault }
+
+// Is reports whether target is ErrOverloaded and the fault is its text.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrOverloaded && e.Fault == ErrOverloaded.Error()
+}
+
+// ctxError returns the error for a call whose context ended: ErrTimeout for
+// a passed deadline, ctx.Err() otherwise.
+func ctxError(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrTimeout
+	}
+	return err
+}

@@ -1,0 +1,265 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/iris-mesh/iris/api"
+)
+
+// Writer batching: messages are copied into one buffer of up to
+// writeBatchSize bytes while more are queued, then written in one call.
+// A message of directWriteSize bytes or more is written from its own
+// buffer instead of being copied.
+const (
+	writeBatchSize  = 64 << 10
+	directWriteSize = 32 << 10
+	// maxPooledBuf is the largest encoding buffer returned to bufPool, so
+	// that one big message does not pin its buffer forever.
+	maxPooledBuf = 64 << 10
+)
+
+// bufPool holds buffers for encoded outgoing messages. Callers encode into
+// one (so their payload may be reused as soon as the call returns) and the
+// writer returns it after writing.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+// errDaemonClosed is returned by the read loop when the daemon closed the
+// connection on its own initiative.
+type errDaemonClosed struct{ reason string }
+
+func (e *errDaemonClosed) Error() string {
+	if e.reason == "" {
+		return "daemon closed the connection"
+	}
+	return "daemon closed the connection: " + e.reason
+}
+
+// runReader runs the read loop and finishes the connection when it ends,
+// unless it ended because the daemon answered our CLOSE: Close finishes it
+// then, once the handlers have returned.
+func (c *Conn) runReader() {
+	defer close(c.readerDone)
+	if err := c.readLoop(); err != nil {
+		c.lost(err)
+	}
+}
+
+func (c *Conn) runWriter() {
+	defer close(c.writerDone)
+	if err := c.writeLoop(); err != nil {
+		c.lost(fmt.Errorf("write: %w", err))
+	}
+}
+
+// lost finishes the connection after its reader or writer failed. After the
+// daemon answered CLOSE a failure is expected (the daemon closes the socket)
+// and the connection ends as closed.
+func (c *Conn) lost(err error) {
+	select {
+	case <-c.ackCh:
+		c.shutdown(ErrClosed)
+		return
+	default:
+	}
+	c.mu.Lock()
+	logged := c.err == nil
+	c.mu.Unlock()
+	if logged {
+		c.log.Info("sdk: connection to the daemon lost", "err", err)
+	}
+	c.shutdown(fmt.Errorf("%w: %w", ErrClosed, err))
+}
+
+// readLoop decodes what the daemon sends and dispatches it by opcode until
+// the stream fails or the daemon answers our CLOSE (then it returns nil).
+func (c *Conn) readLoop() error {
+	var m api.Message
+	for {
+		if err := c.dec.ReadDaemon(&m); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		done, err := c.dispatch(&m)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// dispatch handles one message from the daemon. done reports that the
+// daemon answered CLOSE and nothing more will come.
+func (c *Conn) dispatch(m *api.Message) (done bool, err error) {
+	switch m.Op {
+	case api.OpReply:
+		c.handleReply(m)
+	case api.OpRequest:
+		c.handleRequest(m)
+	case api.OpBroadcast:
+		c.handleBroadcast(m)
+	case api.OpPublish:
+		c.handlePublish(m)
+	case api.OpClose:
+		return c.handleClose(m)
+	case api.OpTunInit:
+		// An inbound tunnel offer. Tunnels are not supported yet; the daemon
+		// fails the build when the offer is not confirmed.
+		c.stats.ignored.Add(1)
+	default:
+		// INIT or DENY after the handshake, or a tunnel message for a tunnel
+		// this connection never opened.
+		return false, fmt.Errorf("%w: unexpected %s from the daemon", api.ErrProtocol, m.Op)
+	}
+	return false, nil
+}
+
+// handleClose handles the daemon's CLOSE: the answer to ours when we are
+// closing, otherwise the daemon ending the connection.
+func (c *Conn) handleClose(m *api.Message) (bool, error) {
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if !closing {
+		return true, &errDaemonClosed{reason: m.Fault}
+	}
+	c.ackReason = m.Fault
+	close(c.ackCh)
+	return true, nil
+}
+
+// writeLoop writes queued messages until the connection is finished or
+// Close asks it to flush the queue and stop.
+func (c *Conn) writeLoop() error {
+	batch := make([]byte, 0, writeBatchSize)
+	for {
+		var buf *[]byte
+		select {
+		case buf = <-c.sendCh:
+		case <-c.deadCh:
+			return nil
+		case <-c.flushCh:
+			select {
+			case buf = <-c.sendCh:
+			default:
+				return nil // flushed
+			}
+		}
+		var err error
+		if batch, err = c.writeBatch(batch, buf); err != nil {
+			return err
+		}
+	}
+}
+
+// writeBatch writes buf and the messages queued behind it, up to about
+// writeBatchSize bytes, in as few calls as it can, and returns the emptied
+// batch buffer for reuse.
+func (c *Conn) writeBatch(batch []byte, buf *[]byte) ([]byte, error) {
+	batch = batch[:0]
+	for {
+		if len(*buf) >= directWriteSize {
+			bufs := net.Buffers{batch, *buf}
+			_, err := bufs.WriteTo(c.nc) // one writev
+			putBuf(buf)
+			if err != nil {
+				return batch, err
+			}
+			batch = batch[:0]
+		} else {
+			batch = append(batch, *buf...)
+			putBuf(buf)
+		}
+		if len(batch) >= writeBatchSize {
+			break
+		}
+		select {
+		case buf = <-c.sendCh:
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) == 0 {
+		return batch, nil
+	}
+	_, err := c.nc.Write(batch)
+	return batch[:0], err
+}
+
+// send encodes m and queues it for the writer, waiting for room in the
+// queue until ctx ends or the connection is finished. m's payload is copied,
+// so the caller may reuse it once send returns.
+func (c *Conn) send(ctx context.Context, m *api.Message) error {
+	buf := getBuf()
+	*buf = api.AppendClient(*buf, m)
+	select {
+	case c.sendCh <- buf:
+		return nil
+	default:
+	}
+	select {
+	case c.sendCh <- buf:
+		return nil
+	case <-c.deadCh:
+		putBuf(buf)
+		return c.Err()
+	case <-ctx.Done():
+		putBuf(buf)
+		return ctx.Err()
+	}
+}
+
+// trySend queues m only if there is room, for the reader, which must never
+// wait for the writer. It reports whether m was queued.
+func (c *Conn) trySend(m *api.Message) bool {
+	buf := getBuf()
+	*buf = api.AppendClient(*buf, m)
+	select {
+	case c.sendCh <- buf:
+		return true
+	default:
+		putBuf(buf)
+		return false
+	}
+}
+
+// checkSend returns the error for sending a message with a payload of n
+// bytes to name on this connection, nil when it may be sent.
+func (c *Conn) checkSend(kind, name string, n int) error {
+	if err := c.checkName(kind, name); err != nil {
+		return err
+	}
+	if n > c.cfg.Limits.MaxMessageLen {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, c.cfg.Limits.MaxMessageLen)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checkOpenLocked()
+}
+
+// errEmptyName is returned for an empty cluster or topic name.
+var errEmptyName = errors.New("name is empty")
+
+// checkName checks a cluster or topic name against the limits.
+func (c *Conn) checkName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("sdk: %s: %w", kind, errEmptyName)
+	}
+	if len(name) > c.cfg.Limits.MaxStringLen {
+		return fmt.Errorf("sdk: %s: %w: name of %d bytes, limit %d",
+			kind, ErrTooLarge, len(name), c.cfg.Limits.MaxStringLen)
+	}
+	return nil
+}
