@@ -72,11 +72,18 @@ func ParseKey(text string) (Key, error) {
 	return k, nil
 }
 
-// String returns the key as standard, padded base64 text (44 characters).
-// This is the secret in clear: it is meant for key files, not for logs.
-func (k Key) String() string {
+// Text returns the key as standard, padded base64 text (44 characters):
+// the secret in clear, for key files and IRIS_KEY, never for logs.
+func (k Key) Text() string {
 	return base64.StdEncoding.EncodeToString(k[:])
 }
+
+// String returns a redacted form, so that a Key formatted by accident (in
+// a log line or an error) does not leak. Use Text for the secret itself.
+func (k Key) String() string { return "crypto.Key(redacted)" }
+
+// GoString is like String, for %#v.
+func (k Key) GoString() string { return k.String() }
 
 // ReadKeyFile reads a key written by WriteKeyFile (or by hand: base64 text,
 // surrounding whitespace ignored). Errors name the path; a malformed key wraps
@@ -111,7 +118,7 @@ func WriteKeyFile(path string, k Key) error {
 	if err != nil {
 		return fmt.Errorf("crypto: write key file: %w", err)
 	}
-	_, err = f.WriteString(k.String() + "\n")
+	_, err = f.WriteString(k.Text() + "\n")
 	if err == nil {
 		err = f.Sync()
 	}

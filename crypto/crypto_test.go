@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -43,8 +44,8 @@ func TestGenerateKey(t *testing.T) {
 
 func TestKeyString(t *testing.T) {
 	k := testKey()
-	if got := k.String(); got != testKeyText {
-		t.Fatalf("String() = %q, want %q", got, testKeyText)
+	if got := k.Text(); got != testKeyText {
+		t.Fatalf("Text() = %q, want %q", got, testKeyText)
 	}
 	for _, text := range []string{testKeyText, "  " + testKeyText + "\n", "\t\r\n" + testKeyText + " \r\n\n"} {
 		got, err := ParseKey(text)
@@ -249,5 +250,17 @@ func TestDeriveSeparation(t *testing.T) {
 	g[0] ^= 0xff
 	if bytes.Equal(g, DeriveGossipKey(k, "prod")) {
 		t.Error("DeriveGossipKey returned shared memory")
+	}
+}
+
+func TestKeyFormattingRedacts(t *testing.T) {
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%v %s %#v", k, k, k)} {
+		if strings.Contains(s, k.Text()) {
+			t.Fatalf("formatted key leaks the secret: %s", s)
+		}
 	}
 }

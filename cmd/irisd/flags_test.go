@@ -63,7 +63,7 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "environment",
-			env:  map[string]string{envNet: "envnet", envKey: otherKey.String(), envJoin: "a,b:1"},
+			env:  map[string]string{envNet: "envnet", envKey: otherKey.Text(), envJoin: "a,b:1"},
 			check: func(o *options) any {
 				c := o.cfg
 				return want(c.Network == "envnet" && c.Key == otherKey && slices.Equal(c.Join, []string{"a", "b:1"}), o)
@@ -72,7 +72,7 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "flags win over environment",
 			args: []string{"-net", "flagnet", "-key", keyFile, "-join", "c"},
-			env:  map[string]string{envNet: "envnet", envKey: otherKey.String(), envJoin: "a,b"},
+			env:  map[string]string{envNet: "envnet", envKey: otherKey.Text(), envJoin: "a,b"},
 			check: func(o *options) any {
 				c := o.cfg
 				return want(c.Network == "flagnet" && c.Key == key && slices.Equal(c.Join, []string{"c"}), o)
@@ -80,7 +80,7 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "empty -join overrides IRIS_JOIN", args: []string{"-join", ""},
-			env:   map[string]string{envNet: "n", envKey: otherKey.String(), envJoin: "a"},
+			env:   map[string]string{envNet: "n", envKey: otherKey.Text(), envJoin: "a"},
 			check: func(o *options) any { return want(len(o.cfg.Join) == 0, o) },
 		},
 		{
@@ -93,7 +93,7 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "dev ignores environment", args: []string{"-dev"},
-			env: map[string]string{envNet: "prod", envKey: otherKey.String(), envJoin: "10.0.0.1"},
+			env: map[string]string{envNet: "prod", envKey: otherKey.Text(), envJoin: "10.0.0.1"},
 			check: func(o *options) any {
 				c := o.cfg
 				return want(c.Network == "dev" && c.Key != otherKey && len(c.Join) == 0, o)
@@ -134,7 +134,7 @@ func TestParseArgs(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 					t.Fatalf("parseArgs(%q) error = %v, want one containing %q", tt.args, err, tt.errHas)
 				}
-				if strings.Contains(err.Error(), otherKey.String()) || strings.Contains(err.Error(), key.String()) {
+				if strings.Contains(err.Error(), otherKey.Text()) || strings.Contains(err.Error(), key.Text()) {
 					t.Fatalf("error reveals a key: %v", err)
 				}
 				return

@@ -271,7 +271,7 @@ func TestThreeDaemons(t *testing.T) {
 	pa := startIrisd(t, "a", a.status, nil, a.args("-net", "test", "-key", keyFile)...)
 	// b is configured through the environment instead of flags.
 	pb := startIrisd(t, "b", b.status,
-		[]string{envNet + "=test", envKey + "=" + key.String(), envJoin + "=" + a.listen}, b.args()...)
+		[]string{envNet + "=test", envKey + "=" + key.Text(), envJoin + "=" + a.listen}, b.args()...)
 	pc := startIrisd(t, "c", c.status, nil, c.args("-net", "test", "-key", keyFile, "-join", a.listen)...)
 	all := []*proc{pa, pb, pc}
 

@@ -119,7 +119,7 @@ func keygen(args []string, stdout io.Writer, stderr io.Writer) int {
 		return exitError
 	}
 	if *out == "-" {
-		fmt.Fprintln(stdout, k.String())
+		fmt.Fprintln(stdout, k.Text())
 		return exitOK
 	}
 	if err := crypto.WriteKeyFile(*out, k); err != nil {
