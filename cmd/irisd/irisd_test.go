@@ -102,6 +102,7 @@ type proc struct {
 	stderr syncBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // Wait's result; read after done
+	client *http.Client  // for the status server; nil means httpClient
 }
 
 // cleanEnv is the test's environment without IRIS_* variables.
@@ -120,8 +121,14 @@ func cleanEnv(extra ...string) []string {
 // if the test failed.
 func startIrisd(t *testing.T, name, statusAddr string, env []string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, exec.Command(irisdBin, args...), name, statusAddr, env)
+}
+
+// startCmd starts cmd, an irisd command line, as startIrisd does.
+func startCmd(t *testing.T, cmd *exec.Cmd, name, statusAddr string, env []string) *proc {
+	t.Helper()
 	p := &proc{name: name, status: statusAddr, done: make(chan struct{})}
-	p.cmd = exec.Command(irisdBin, args...)
+	p.cmd = cmd
 	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -171,7 +178,11 @@ var httpClient = &http.Client{Timeout: 2 * time.Second}
 
 // getStatus fetches p's /status; ok is false while the server is not up.
 func (p *proc) getStatus() (st statusDoc, ok bool) {
-	resp, err := httpClient.Get("http://" + p.status + "/status")
+	c := p.client
+	if c == nil {
+		c = httpClient
+	}
+	resp, err := c.Get("http://" + p.status + "/status")
 	if err != nil {
 		return st, false
 	}
