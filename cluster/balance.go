@@ -91,11 +91,18 @@ func saturatedRemote(ts []remoteTarget, now int64) bool {
 // pick chooses where a request goes, in tiers: this host, then this zone,
 // then the rest. A tier is passed over while it is saturated and a later
 // tier has room; unhealthy daemons are used only when nothing else serves
-// the cluster. skipNode excludes a daemon that just could not place it.
-func (t *targets) pick(skipNode *remoteNode) (*member, *remoteNode) {
+// the cluster. skipNode excludes a daemon that just could not place it,
+// skipMember a local member that just refused it.
+func (t *targets) pick(skipNode *remoteNode, skipMember *member) (*member, *remoteNode) {
 	now := time.Now().UnixNano()
-	if len(t.local) > 0 && (!saturatedLocal(t.local) || (saturatedRemote(t.near, now) && saturatedRemote(t.far, now))) {
-		return pickLocal(t.local, nil), nil
+	local := t.local
+	if skipMember != nil && len(local) == 1 && local[0] == skipMember {
+		local = nil
+	}
+	if len(local) > 0 && (!saturatedLocal(local) || (saturatedRemote(t.near, now) && saturatedRemote(t.far, now))) {
+		if m := pickLocal(local, skipMember); m != nil {
+			return m, nil
+		}
 	}
 	if len(t.near) > 0 && (!saturatedRemote(t.near, now) || saturatedRemote(t.far, now)) {
 		if r := pickRemote(t.near, now, skipNode, false); r != nil {
@@ -108,7 +115,7 @@ func (t *targets) pick(skipNode *remoteNode) (*member, *remoteNode) {
 	if r := pickRemote(t.near, now, skipNode, false); r != nil {
 		return nil, r
 	}
-	if m := pickLocal(t.local, nil); m != nil {
+	if m := pickLocal(local, skipMember); m != nil {
 		return m, nil
 	}
 	if r := pickRemote(t.near, now, skipNode, true); r != nil {

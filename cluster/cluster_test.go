@@ -396,3 +396,26 @@ func TestUnregisterPropagates(t *testing.T) {
 		t.Fatalf("got %+v", res)
 	}
 }
+
+// refusing is a member whose queue is always full.
+type refusing struct{ offered atomic.Int64 }
+
+func (r *refusing) HandleRequest(*Request) bool { r.offered.Add(1); return false }
+func (r *refusing) HandleBroadcast([]byte)      {}
+
+func TestRefusingLocalMemberIsSkipped(t *testing.T) {
+	ds := startDaemons(t, "", "")
+	a, b := ds[0], ds[1]
+	full := &refusing{}
+	register(t, a, "svc", full)
+	register(t, b, "svc", newEchoMember(t, "b"))
+	waitMembers(t, a, "svc", 2)
+	for range 20 {
+		if res := call(a, "svc", "x", time.Second); res.Status != StatusOK || res.Payload[0] != 'b' {
+			t.Fatalf("got %+v", res)
+		}
+	}
+	if full.offered.Load() > 20 {
+		t.Fatalf("the full member was offered %d requests for 20 calls", full.offered.Load())
+	}
+}

@@ -42,7 +42,9 @@ func (n *Node) Subscribe(topic string, s Subscriber) (*Subscription, error) {
 	return &Subscription{n: n, sub: sub}, nil
 }
 
-// Close ends the subscription: no event is delivered after Close returns.
+// Close ends the subscription: no delivery is started after Close returns,
+// but one already under way on another goroutine may still reach the
+// subscriber just after; a subscriber that must not see any drops them.
 // Idempotent.
 func (s *Subscription) Close() {
 	n := s.n

@@ -61,8 +61,10 @@ func (n *Node) Register(cluster string, m Member, capacity int) (*Registration, 
 	return &Registration{n: n, m: mem}, nil
 }
 
-// Close removes the member from its cluster: no delivery starts after Close
-// returns. Requests it already holds stay its to answer. Idempotent.
+// Close removes the member from its cluster: no delivery is started after
+// Close returns, but one already under way on another goroutine may still
+// reach the member just after; a member that must not see any drops them.
+// Requests it already holds stay its to answer. Idempotent.
 func (r *Registration) Close() {
 	n := r.n
 	n.mu.Lock()

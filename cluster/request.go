@@ -38,9 +38,11 @@ type pending struct {
 }
 
 // Request sends payload to one member of cluster and calls cb exactly once
-// with the reply, a fault, or a timeout when timeout passes. cb runs on a
-// daemon goroutine and must not block. With no member anywhere the request
-// times out at its deadline, as in Iris v1.
+// with the reply, a fault, or a timeout when timeout passes. cb must not
+// block; it runs on a daemon goroutine, or on the caller's before Request
+// returns when the request fails at once (node closed, every member
+// refusing), so the caller must not hold a lock cb takes. With no member
+// anywhere the request times out at its deadline, as in Iris v1.
 func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb func(Result)) {
 	n.stats.requests.Add(1)
 	if _, ok := n.ready(); !ok {
@@ -72,8 +74,9 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 	if t == nil {
 		return
 	}
+	var refused *member
 	for range 3 {
-		m, r := t.pick(skip)
+		m, r := t.pick(skip, refused)
 		switch {
 		case m != nil:
 			req := &Request{Cluster: p.cluster, Payload: p.payload, TimeoutMs: p.timeoutMs,
@@ -84,6 +87,7 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 				return
 			}
 			m.inflight.Add(-1)
+			refused = m
 		case r != nil:
 			n.pmu.Lock()
 			live := n.pending[id] == p

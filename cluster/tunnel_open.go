@@ -106,7 +106,7 @@ func (n *Node) dispatchOpen(op *tunOpen) {
 	var m *member
 	var r *remoteNode
 	if tg != nil {
-		m, r = tg.pick(skip)
+		m, r = tg.pick(skip, nil)
 	}
 	switch {
 	case m == nil && r == nil && tries > 0:
