@@ -1,0 +1,96 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/api"
+)
+
+// Config configures a Server. Start from DefaultConfig; New copies it.
+type Config struct {
+	// Port is the TCP port Listen binds on 127.0.0.1 and [::1]. Default
+	// api.DefaultPort (55555), the port every v1 binding dials. 0 picks a
+	// free port (the same one on both addresses when possible); tests use it.
+	Port int
+
+	// Limits bounds the string and binary fields the relay decodes; a longer
+	// field is a protocol violation that closes the connection. Zero fields
+	// mean api.DefaultLimits (64 KiB strings, 16 MiB messages).
+	Limits api.Limits
+
+	// Logger receives the relay's log lines. Default zerolog.Nop().
+	Logger zerolog.Logger
+
+	// HandshakeTimeout is how long a new connection has to send its INIT
+	// (and how long the answer may take to write). Default 5s. Lower sheds
+	// idle or hostile connections sooner; too low fails apps on a loaded host.
+	HandshakeTimeout time.Duration
+
+	// SendQueueLen bounds, per connection, the broadcasts, events and
+	// delivered requests queued for the app and not yet taken by its writer.
+	// When it is full, broadcasts and events are dropped and counted (the app
+	// is a slow consumer) and new requests are refused, so the cluster places
+	// them on another member. Default 4096. Replies to the app's own requests
+	// are never dropped and do not count here (see MaxPendingRequests).
+	// Raising it absorbs longer bursts at the cost of memory per slow app.
+	SendQueueLen int
+
+	// SendQueueBytes bounds the payload bytes of the same traffic, per
+	// connection, with the same drop policy. Default 64 MiB. A message larger
+	// than this still goes through when nothing else of its kind is queued.
+	SendQueueBytes int
+
+	// MaxPendingRequests bounds, per connection, the requests and tunnel
+	// builds the app may have in flight, counting their answers until the
+	// writer takes them; beyond it a REQUEST is answered at once with the
+	// fault "iris: too many pending requests" and a TUN_INIT with a failed
+	// build. It also bounds the requests delivered to a service that it has
+	// not answered yet; beyond it new ones are refused. Default 65536.
+	// Answers always fit in the send queue, so the worst-case queue is
+	// SendQueueLen + MaxPendingRequests messages.
+	MaxPendingRequests int
+
+	// MemberCapacity is the number of requests a service connection may have
+	// in flight before the cluster's balancer counts it as saturated and
+	// prefers other members. 0 means the cluster's default.
+	MemberCapacity int
+}
+
+// DefaultConfig returns a Config with every field set to its default.
+func DefaultConfig() *Config {
+	return &Config{
+		Port:               api.DefaultPort,
+		Limits:             api.DefaultLimits(),
+		Logger:             zerolog.Nop(),
+		HandshakeTimeout:   5 * time.Second,
+		SendQueueLen:       4096,
+		SendQueueBytes:     64 << 20,
+		MaxPendingRequests: 65536,
+	}
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("relay: config: %w", err)
+	}
+	switch {
+	case c.Port < 0 || c.Port > 65535:
+		return fmt.Errorf("relay: config: port %d not in 0..65535", c.Port)
+	case c.HandshakeTimeout <= 0:
+		return errors.New("relay: config: HandshakeTimeout must be positive")
+	case c.SendQueueLen < 1:
+		return errors.New("relay: config: SendQueueLen must be positive")
+	case c.SendQueueBytes < 1:
+		return errors.New("relay: config: SendQueueBytes must be positive")
+	case c.MaxPendingRequests < 1:
+		return errors.New("relay: config: MaxPendingRequests must be positive")
+	case c.MemberCapacity < 0:
+		return errors.New("relay: config: MemberCapacity must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,405 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/api"
+	"github.com/iris-mesh/iris/cluster"
+)
+
+// Write batching: the writer flushes once this much is encoded, and drops a
+// buffer that grew beyond maxKeptBuf (a huge message) rather than keep it.
+const (
+	flushSize  = 64 << 10
+	maxKeptBuf = 1 << 20
+	maxKeptQ   = 1024 // likewise for the writer's batch slice, in messages
+)
+
+// errAppClose ends the read loop when the app sends CLOSE.
+var errAppClose = errors.New("relay: closed by the app")
+
+// errDenied ends a session refused with DENY.
+var errDenied = errors.New("relay: handshake denied")
+
+// conn is one app connection. Its read loop (serve, on the caller's
+// goroutine) decodes and dispatches messages; its write loop drains q.
+// The cluster calls into it as a Member (service connections) and through
+// its topicSubs; those calls never block.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	dec *api.Decoder
+	log zerolog.Logger
+	q   *sendQueue
+	tun tunnels
+
+	// answers counts the app's requests and tunnel builds whose answer has
+	// not been taken by the writer yet (see kindAnswer).
+	answers atomic.Int64
+	// closing is set when the session starts to end (by leave, under mu,
+	// or by kill); from then on the read loop ignores what it reads and
+	// nothing new is delivered.
+	closing atomic.Bool
+	slow    atomic.Bool // a slow-consumer drop was logged
+
+	writerDone chan struct{} // closed when the write loop exits; nil if it never started
+	leaveOnce  sync.Once
+	killOnce   sync.Once
+
+	mu            sync.Mutex // protects following
+	ready         bool       // the INIT answer was written
+	reg           *cluster.Registration
+	subs          map[string]*topicSub
+	inflight      map[uint64]struct{}  // ids of the app's requests not answered yet
+	delivered     map[uint64]*delivery // requests delivered to the app, awaiting its REPLY
+	lastDelivered uint64               // the last delivered request id issued
+}
+
+func newConn(s *Server, nc net.Conn, id uint64) *conn {
+	c := &conn{
+		srv:       s,
+		nc:        nc,
+		dec:       api.NewDecoder(nc, s.cfg.Limits),
+		log:       s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger(),
+		q:         newSendQueue(s.cfg.SendQueueLen, s.cfg.SendQueueBytes, s.cfg.MaxPendingRequests),
+		subs:      make(map[string]*topicSub),
+		inflight:  make(map[uint64]struct{}),
+		delivered: make(map[uint64]*delivery),
+	}
+	c.tun = newTunnels(c)
+	return c
+}
+
+// serve runs the session: handshake, then the read loop until the session
+// ends, then the teardown. It returns when the write loop has exited and
+// the socket is closed.
+func (c *conn) serve(ctx context.Context) error {
+	killed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(killed)
+		c.kill()
+	})
+	defer func() {
+		if !stop() { // ctx fired: wait for its kill to return
+			<-killed
+		}
+	}()
+	err := c.handshake()
+	if err == nil {
+		c.writerDone = make(chan struct{})
+		go c.writeLoop()
+		err = c.readLoop()
+	}
+	if errors.Is(err, errAppClose) {
+		c.closeGracefully("")
+	} else {
+		c.leave()
+		c.kill()
+	}
+	if c.writerDone != nil {
+		<-c.writerDone
+	}
+	c.nc.Close()
+	return c.logEnd(err)
+}
+
+// logEnd counts and logs how a session ended, and returns the error
+// ServeConn reports (nil for a clean end).
+func (c *conn) logEnd(err error) error {
+	switch {
+	case errors.Is(err, errAppClose), errors.Is(err, io.EOF):
+		c.log.Debug().Msg("app disconnected")
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.isReady():
+		// The only read deadline after the handshake is endWrites'.
+		c.log.Debug().Msg("app did not hang up after CLOSE")
+		return nil
+	case errors.Is(err, errDenied):
+		c.srv.stats.denied.Add(1)
+		c.log.Debug().Err(err).Msg("app denied")
+	case errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrClosedPipe), errors.Is(err, ErrClosed):
+		// The daemon closed the socket: Close, Shutdown, ctx, or a failed write.
+		c.log.Debug().Msg("connection closed by the daemon")
+		return nil
+	case !c.isReady():
+		c.srv.stats.handshakeFailures.Add(1)
+		c.log.Debug().Err(err).Msg("handshake failed")
+	case errors.Is(err, api.ErrProtocol):
+		c.srv.stats.violation.Add(1)
+		c.srv.warn(c, err, "closing app connection: protocol violation")
+	default:
+		c.log.Debug().Err(err).Msg("app connection lost")
+	}
+	return err
+}
+
+func (c *conn) isReady() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready
+}
+
+// handshake reads the INIT, registers a service, and answers INIT or DENY,
+// all within HandshakeTimeout.
+func (c *conn) handshake() error {
+	_ = c.nc.SetDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
+	var m api.Message
+	if err := c.dec.ReadClient(&m); err != nil {
+		return fmt.Errorf("relay: handshake: %w", err)
+	}
+	c.srv.stats.msgsIn.Add(1)
+	switch {
+	case m.Op != api.OpInit:
+		return fmt.Errorf("relay: handshake: %w: %s before INIT", api.ErrProtocol, m.Op)
+	case m.Magic != api.ClientMagic:
+		return fmt.Errorf("relay: handshake: %w: bad magic %.32q", api.ErrProtocol, m.Magic)
+	case m.Version != api.ProtocolVersion:
+		return c.deny(api.DenyVersionReason(m.Version))
+	}
+	if m.Cluster != "" {
+		if err := c.register(m.Cluster); err != nil {
+			return err
+		}
+	}
+	// Ready before the answer is written: from now on a graceful close
+	// queues CLOSE, which the write loop sends after this INIT.
+	c.mu.Lock()
+	closing := c.closing.Load()
+	c.ready = !closing
+	c.mu.Unlock()
+	if closing {
+		return fmt.Errorf("relay: handshake: %w", ErrClosed)
+	}
+	accept := api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolVersion}
+	if err := c.writeNow(&accept); err != nil {
+		return fmt.Errorf("relay: handshake: write INIT: %w", err)
+	}
+	_ = c.nc.SetDeadline(time.Time{})
+	c.log.Debug().Str("cluster", m.Cluster).Msg("app connected")
+	return nil
+}
+
+// register makes the connection a member of cluster before the INIT answer
+// is written, so a request sent right after it can reach the service.
+func (c *conn) register(name string) error {
+	reg, err := c.srv.node.Register(name, c, c.srv.cfg.MemberCapacity)
+	if err != nil {
+		reason := "iris: bad cluster name"
+		if errors.Is(err, cluster.ErrClosed) {
+			reason = "iris: " + reasonShutdown
+		}
+		return c.deny(reason)
+	}
+	c.mu.Lock()
+	if c.closing.Load() { // closed meanwhile; leave has run without it
+		c.mu.Unlock()
+		reg.Close()
+		return fmt.Errorf("relay: handshake: %w", ErrClosed)
+	}
+	c.reg = reg
+	c.mu.Unlock()
+	c.srv.stats.services.Add(1)
+	return nil
+}
+
+// deny answers DENY(reason); the session then ends.
+func (c *conn) deny(reason string) error {
+	m := api.Message{Op: api.OpDeny, Magic: api.RelayMagic, Fault: reason}
+	if err := c.writeNow(&m); err != nil {
+		return fmt.Errorf("relay: handshake: write DENY: %w", err)
+	}
+	return fmt.Errorf("%w: %s", errDenied, reason)
+}
+
+// writeNow writes m directly; only the handshake does, before the write
+// loop starts.
+func (c *conn) writeNow(m *api.Message) error {
+	b := api.AppendDaemon(nil, m)
+	n, err := c.nc.Write(b)
+	c.srv.stats.bytesOut.Add(uint64(n))
+	if err == nil {
+		c.srv.stats.msgsOut.Add(1)
+	}
+	return err
+}
+
+// readLoop decodes and dispatches the app's messages until the session ends.
+func (c *conn) readLoop() error {
+	var m api.Message
+	for {
+		if err := c.dec.ReadClient(&m); err != nil {
+			return err
+		}
+		c.srv.stats.msgsIn.Add(1)
+		if c.closing.Load() {
+			continue // the daemon is closing the session: drain until the socket closes
+		}
+		if err := c.dispatch(&m); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch hands one message to its handler.
+func (c *conn) dispatch(m *api.Message) error {
+	switch m.Op {
+	case api.OpClose:
+		return errAppClose
+	case api.OpBroadcast:
+		c.srv.node.Broadcast(m.Cluster, m.Payload)
+	case api.OpRequest:
+		return c.handleRequest(m)
+	case api.OpReply:
+		return c.handleReply(m)
+	case api.OpSubscribe:
+		c.handleSubscribe(m.Topic)
+	case api.OpUnsubscribe:
+		c.handleUnsubscribe(m.Topic)
+	case api.OpPublish:
+		c.srv.node.Publish(m.Topic, m.Payload)
+	case api.OpTunInit, api.OpTunConfirm, api.OpTunAllow, api.OpTunTransfer, api.OpTunClose:
+		return c.tun.handle(m)
+	default: // INIT again; the Decoder rejects the rest
+		return fmt.Errorf("relay: %w: %s after the handshake", api.ErrProtocol, m.Op)
+	}
+	return nil
+}
+
+// writeLoop writes what the queue holds, many messages per write, until
+// the queue is aborted or sealed and drained, or a write fails. Then it
+// ends the connection (see endWrites).
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	buf := make([]byte, 0, flushSize)
+	var batch []outMsg
+	for {
+		var ok bool
+		batch, ok = c.q.take(batch)
+		if !ok {
+			c.endWrites()
+			return
+		}
+		var err error
+		buf, err = c.writeBatch(buf, batch)
+		clear(batch) // drop the payloads
+		if cap(batch) > maxKeptQ {
+			batch = nil
+		}
+		if cap(buf) > maxKeptBuf {
+			buf = make([]byte, 0, flushSize)
+		}
+		if err != nil {
+			c.q.abort()
+			c.nc.Close() // ends the read loop
+			if !c.closing.Load() {
+				c.log.Debug().Err(err).Msg("write to app failed")
+			}
+			return
+		}
+	}
+}
+
+// endWrites ends the connection once nothing more will be written. After a
+// graceful close (CLOSE written last) a TCP connection is only half-closed,
+// and the read loop drains what the app still sends until it hangs up, for
+// at most HandshakeTimeout: closing with the app's bytes unread would reset
+// the connection, and the app could lose the CLOSE. Otherwise the socket
+// is closed, which ends the read loop.
+func (c *conn) endWrites() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.q.sealed() {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.nc.Close()
+}
+
+// writeBatch encodes batch into buf, writing whenever flushSize is reached
+// and at the end. It releases the answer slots of the batch first: the app
+// cannot have seen an answer before it is written.
+func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
+	answers := 0
+	for i := range batch {
+		if batch[i].kind == kindAnswer {
+			answers++
+		}
+	}
+	if answers > 0 {
+		c.answers.Add(-int64(answers))
+	}
+	c.srv.stats.msgsOut.Add(uint64(len(batch)))
+	for i := range batch {
+		buf = api.AppendDaemon(buf, &batch[i].msg)
+		if len(buf) >= flushSize || i == len(batch)-1 {
+			n, err := c.nc.Write(buf)
+			c.srv.stats.bytesOut.Add(uint64(n))
+			if err != nil {
+				return buf[:0], err
+			}
+			buf = buf[:0]
+		}
+	}
+	return buf, nil
+}
+
+// leave takes the connection out of the cluster, once: no delivery starts
+// afterwards. It unregisters the service, ends its subscriptions, fails
+// every request delivered to it that it has not answered, and drops its
+// tunnels. Nothing is queued for the app by leave itself.
+func (c *conn) leave() {
+	c.leaveOnce.Do(func() {
+		c.mu.Lock()
+		c.closing.Store(true)
+		reg, subs, delivered := c.reg, c.subs, c.delivered
+		c.reg, c.subs, c.delivered = nil, nil, nil
+		c.mu.Unlock()
+		if reg != nil {
+			reg.Close() // first: the service is gone before CLOSE is answered
+			c.srv.stats.services.Add(-1)
+		}
+		for _, ts := range subs {
+			ts.close()
+		}
+		for _, d := range delivered {
+			d.timer.Stop()
+			d.req.Fail(faultServiceClosed)
+		}
+		c.tun.close()
+	})
+}
+
+// closeGracefully ends the session with CLOSE(reason) after what is queued:
+// the write loop drains the queue, writes CLOSE and closes the socket.
+// A connection still in its handshake is dropped instead.
+func (c *conn) closeGracefully(reason string) {
+	c.leave()
+	c.mu.Lock()
+	ready := c.ready
+	c.mu.Unlock()
+	if !ready {
+		c.kill()
+		return
+	}
+	c.q.seal(&api.Message{Op: api.OpClose, Fault: reason})
+}
+
+// kill drops the connection at once: the queue is discarded and the socket
+// closed, which ends both loops. serve then runs leave.
+func (c *conn) kill() {
+	c.killOnce.Do(func() {
+		c.closing.Store(true)
+		c.q.abort()
+		c.nc.Close()
+	})
+}

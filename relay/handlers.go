@@ -1,0 +1,249 @@
+package relay
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/iris-mesh/iris/api"
+	"github.com/iris-mesh/iris/cluster"
+)
+
+// Faults the relay itself puts in REPLY messages.
+const (
+	faultTooManyPending = "iris: too many pending requests"
+	faultServiceClosed  = "iris: service closed"
+)
+
+// maxTimeoutMs is the largest timeout that fits a time.Duration.
+const maxTimeoutMs = math.MaxInt64 / int64(time.Millisecond)
+
+// timeoutOf converts a wire timeout to a Duration. A timeout of 0 (which
+// no v1 binding sends on purpose) is treated as the minimum, 1 ms: the
+// request or build then times out at once rather than never. Huge values
+// saturate; the cluster caps them further (cluster.Config.MaxRequestTimeout).
+func timeoutOf(ms uint64) time.Duration {
+	return time.Duration(min(max(ms, 1), uint64(maxTimeoutMs))) * time.Millisecond
+}
+
+// reserveAnswer takes an answer slot for a request or tunnel build of the
+// app, if MaxPendingRequests allows. Only the read loop takes slots; the
+// write loop releases them.
+func (c *conn) reserveAnswer() bool {
+	if c.answers.Load() >= int64(c.srv.cfg.MaxPendingRequests) {
+		c.srv.stats.tooManyPending.Add(1)
+		return false
+	}
+	c.answers.Add(1)
+	return true
+}
+
+// handleRequest sends the app's REQUEST to its cluster. The callback queues
+// exactly one REPLY: the result, a fault, or timed out at the deadline.
+func (c *conn) handleRequest(m *api.Message) error {
+	id := m.ID
+	c.mu.Lock()
+	_, dup := c.inflight[id]
+	ok := !dup && c.reserveAnswer()
+	if ok {
+		c.inflight[id] = struct{}{}
+	}
+	c.mu.Unlock()
+	if dup {
+		return fmt.Errorf("relay: %w: request id %d already in flight", api.ErrProtocol, id)
+	}
+	if !ok {
+		fault := api.Message{Op: api.OpReply, ID: id, Fault: faultTooManyPending}
+		c.q.pushControl(&fault)
+		return nil
+	}
+	// The callback may run before Request returns, on this goroutine or on
+	// another connection's (a local service replying at once).
+	c.srv.node.Request(m.Cluster, m.Payload, timeoutOf(m.TimeoutMs), func(res cluster.Result) {
+		c.answer(id, res)
+	})
+	return nil
+}
+
+// answer queues the one REPLY to the app's request id.
+func (c *conn) answer(id uint64, res cluster.Result) {
+	c.mu.Lock()
+	delete(c.inflight, id)
+	c.mu.Unlock()
+	m := api.Message{Op: api.OpReply, ID: id}
+	switch {
+	case res.Status == cluster.StatusOK:
+		m.Success, m.Payload = true, res.Payload
+	case res.Status == cluster.StatusFault && res.Fault != "":
+		m.Fault = res.Fault
+	default: // a timeout, or a fault without text, which v1 reads as a timeout
+		m.TimedOut = true
+	}
+	if !c.q.push(&m) {
+		c.answers.Add(-1) // the session is over; nobody will take it
+	}
+}
+
+// delivery is a request delivered to a service connection, awaiting its
+// REPLY until the request's deadline.
+type delivery struct {
+	req   *cluster.Request
+	timer *time.Timer
+}
+
+// HandleRequest implements cluster.Member: it queues the request for the
+// service under the next delivered-request id, or returns false if the
+// connection cannot take it now (queue full, too many unanswered requests,
+// closing), and the cluster places it elsewhere. It never blocks.
+func (c *conn) HandleRequest(r *cluster.Request) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() || len(c.delivered) >= c.srv.cfg.MaxPendingRequests {
+		c.srv.stats.refused.Add(1)
+		return false
+	}
+	id := c.lastDelivered + 1
+	m := api.Message{Op: api.OpRequest, ID: id, Payload: r.Payload, TimeoutMs: r.TimeoutMs}
+	if !c.q.offer(&m, kindDelivery) {
+		c.srv.stats.refused.Add(1)
+		return false
+	}
+	c.lastDelivered = id
+	d := &delivery{req: r}
+	c.delivered[id] = d
+	d.timer = time.AfterFunc(time.Until(r.Deadline), func() { c.expire(id, d) })
+	return true
+}
+
+// expire abandons delivered request id at its deadline; a later REPLY to
+// it is dropped.
+func (c *conn) expire(id uint64, d *delivery) {
+	c.mu.Lock()
+	mine := c.delivered[id] == d
+	if mine {
+		delete(c.delivered, id)
+	}
+	c.mu.Unlock()
+	if mine {
+		c.srv.stats.expired.Add(1)
+		d.req.Abandon()
+	}
+}
+
+// handleReply ends a request delivered to this service. A reply to an id
+// that was issued but is no longer pending (it expired) is dropped; one to
+// an id never issued breaks the protocol.
+func (c *conn) handleReply(m *api.Message) error {
+	c.mu.Lock()
+	d := c.delivered[m.ID]
+	if d != nil {
+		delete(c.delivered, m.ID)
+	}
+	issued := m.ID != 0 && m.ID <= c.lastDelivered
+	c.mu.Unlock()
+	switch {
+	case d != nil:
+		d.timer.Stop()
+		if m.Success {
+			d.req.Reply(m.Payload)
+		} else {
+			d.req.Fail(m.Fault) // "" reads as a timeout to the requester
+		}
+	case issued:
+		c.srv.stats.lateReplies.Add(1)
+	default:
+		return fmt.Errorf("relay: %w: reply to request %d, which was never delivered", api.ErrProtocol, m.ID)
+	}
+	return nil
+}
+
+// HandleBroadcast implements cluster.Member: it queues the broadcast, or
+// drops and counts it when the app is not keeping up. It never blocks.
+func (c *conn) HandleBroadcast(msg []byte) {
+	if c.closing.Load() {
+		return
+	}
+	m := api.Message{Op: api.OpBroadcast, Payload: msg}
+	if !c.q.offer(&m, kindBulk) {
+		c.srv.stats.droppedBroadcasts.Add(1)
+		c.slowConsumer()
+	}
+}
+
+// slowConsumer warns, once per connection and rate-limited, that the app
+// does not keep up and its broadcasts or events are being dropped.
+func (c *conn) slowConsumer() {
+	if !c.slow.Swap(true) {
+		c.srv.warn(c, nil, "slow consumer: dropping broadcasts and events for this app")
+	}
+}
+
+// topicSub is one subscription of a connection. Each SUBSCRIBE gets its own,
+// so an event still on its way through an old subscription is told apart
+// from the current one.
+type topicSub struct {
+	c      *conn
+	sub    *cluster.Subscription
+	active atomic.Bool
+}
+
+// HandleEvent implements cluster.Subscriber: it queues the event, or drops
+// and counts it when the app is not keeping up. It never blocks.
+func (ts *topicSub) HandleEvent(topic string, event []byte) {
+	if !ts.active.Load() {
+		return // unsubscribed: the cluster may still be finishing a delivery
+	}
+	m := api.Message{Op: api.OpPublish, Topic: topic, Payload: event}
+	if !ts.c.q.offer(&m, kindBulk) {
+		ts.c.srv.stats.droppedEvents.Add(1)
+		ts.c.slowConsumer()
+	}
+}
+
+// close ends the subscription: no event is queued afterwards.
+func (ts *topicSub) close() {
+	ts.active.Store(false)
+	ts.sub.Close()
+}
+
+// handleSubscribe subscribes the connection to topic; subscribing twice is
+// the same as once. A topic the cluster refuses (the empty name) is
+// ignored: SUBSCRIBE has no answer to carry an error.
+func (c *conn) handleSubscribe(topic string) {
+	c.mu.Lock()
+	_, dup := c.subs[topic]
+	c.mu.Unlock()
+	if dup {
+		return
+	}
+	ts := &topicSub{c: c}
+	ts.active.Store(true)
+	sub, err := c.srv.node.Subscribe(topic, ts)
+	if err != nil {
+		c.log.Debug().Err(err).Msg("subscribe refused")
+		return
+	}
+	ts.sub = sub
+	c.mu.Lock()
+	if c.subs == nil { // leave ran meanwhile
+		c.mu.Unlock()
+		ts.close()
+		return
+	}
+	c.subs[topic] = ts
+	c.mu.Unlock()
+}
+
+// handleUnsubscribe ends the subscription to topic, if any. Events
+// published after it (by this app or, as far as this daemon can tell, any
+// other) are not delivered.
+func (c *conn) handleUnsubscribe(topic string) {
+	c.mu.Lock()
+	ts := c.subs[topic]
+	delete(c.subs, topic)
+	c.mu.Unlock()
+	if ts != nil {
+		ts.close()
+	}
+}

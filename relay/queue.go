@@ -1,0 +1,202 @@
+package relay
+
+import (
+	"sync"
+
+	"github.com/iris-mesh/iris/api"
+)
+
+// kind says how the send queue treats a message when it is full.
+type kind uint8
+
+const (
+	// kindBulk is a broadcast or an event: dropped when the bulk budget
+	// (SendQueueLen messages, SendQueueBytes bytes) is spent.
+	kindBulk kind = iota
+	// kindDelivery is a request delivered to a service: refused when the
+	// bulk budget is spent, so the cluster places it on another member.
+	kindDelivery
+	// kindAnswer answers one of the app's own requests or tunnel builds. It
+	// is always admitted: its slot was reserved (conn.answers) when the read
+	// loop accepted the request, and the writer releases it on taking it.
+	kindAnswer
+	// kindControl is a message the read loop makes itself (an immediate
+	// fault, the CLOSE answer). It is admitted while the queue is under its
+	// hard cap; otherwise the read loop waits for the writer.
+	kindControl
+)
+
+// outMsg is one message waiting for the write loop.
+type outMsg struct {
+	msg  api.Message
+	kind kind
+}
+
+// queueState is the life cycle of a sendQueue.
+type queueState uint8
+
+const (
+	queueOpen    queueState = iota
+	queueSealed             // no more pushes; the writer drains what is queued, then stops
+	queueAborted            // no more pushes; what is queued is discarded
+)
+
+// sendQueue is a connection's bounded queue of messages to the app, drained
+// by its write loop. Pushes never block except pushControl; the writer takes
+// everything queued at once, so a busy connection writes many messages per
+// syscall and an idle one writes each message at once.
+//
+// Dropping policy: a full queue rejects the new bulk message (nats.go's slow
+// consumer), rather than dropping from the head as derp does, because the
+// head may hold requests and answers that must never be dropped, and
+// rejecting the newest keeps each publisher's delivered messages in order.
+type sendQueue struct {
+	bulkLen   int // SendQueueLen
+	bulkBytes int // SendQueueBytes
+	hardLen   int // kindControl waits while len(items) >= hardLen
+
+	wakeCh chan struct{} // cap 1: items were queued or the state changed
+	roomCh chan struct{} // cap 1: the writer took a batch or the state changed
+
+	mu     sync.Mutex // protects following
+	items  []outMsg
+	nBulk  int // kindBulk and kindDelivery items in items
+	nBytes int // their payload bytes
+	state  queueState
+}
+
+func newSendQueue(bulkLen, bulkBytes, maxAnswers int) *sendQueue {
+	return &sendQueue{
+		bulkLen:   bulkLen,
+		bulkBytes: bulkBytes,
+		hardLen:   bulkLen + maxAnswers,
+		wakeCh:    make(chan struct{}, 1),
+		roomCh:    make(chan struct{}, 1),
+	}
+}
+
+// offer queues a kindBulk or kindDelivery message if the bulk budget
+// allows; it reports whether it did.
+func (q *sendQueue) offer(m *api.Message, k kind) bool {
+	q.mu.Lock()
+	ok := q.state == queueOpen && q.nBulk < q.bulkLen &&
+		(q.nBytes+len(m.Payload) <= q.bulkBytes || q.nBulk == 0)
+	if ok {
+		q.nBulk++
+		q.nBytes += len(m.Payload)
+		q.appendLocked(m, k)
+	}
+	q.mu.Unlock()
+	return ok
+}
+
+// push queues a kindAnswer message. It fails only once the queue is sealed
+// or aborted.
+func (q *sendQueue) push(m *api.Message) bool {
+	q.mu.Lock()
+	ok := q.state == queueOpen
+	if ok {
+		q.appendLocked(m, kindAnswer)
+	}
+	q.mu.Unlock()
+	return ok
+}
+
+// pushControl queues a kindControl message, waiting while the queue is at
+// its hard cap. It fails once the queue is sealed or aborted. Only the read
+// loop calls it, so an app that does not read what it asked for stops
+// being read from rather than growing the queue.
+func (q *sendQueue) pushControl(m *api.Message) bool {
+	for {
+		q.mu.Lock()
+		if q.state != queueOpen {
+			q.mu.Unlock()
+			return false
+		}
+		if len(q.items) < q.hardLen {
+			q.appendLocked(m, kindControl)
+			q.mu.Unlock()
+			return true
+		}
+		q.mu.Unlock()
+		<-q.roomCh
+	}
+}
+
+func (q *sendQueue) appendLocked(m *api.Message, k kind) {
+	q.items = append(q.items, outMsg{msg: *m, kind: k})
+	if len(q.items) == 1 {
+		signal(q.wakeCh)
+	}
+}
+
+// seal queues last (if not nil) as the final message: the writer drains the
+// queue, then stops. Later pushes fail. It does nothing once sealed or
+// aborted.
+func (q *sendQueue) seal(last *api.Message) {
+	q.mu.Lock()
+	if q.state == queueOpen {
+		if last != nil {
+			q.items = append(q.items, outMsg{msg: *last, kind: kindControl})
+		}
+		q.state = queueSealed
+	}
+	q.mu.Unlock()
+	signal(q.wakeCh)
+	signal(q.roomCh)
+}
+
+// abort discards what is queued and makes the writer stop. Later pushes
+// fail.
+func (q *sendQueue) abort() {
+	q.mu.Lock()
+	q.state = queueAborted
+	clear(q.items) // drop the payloads now
+	q.items = q.items[:0]
+	q.nBulk, q.nBytes = 0, 0
+	q.mu.Unlock()
+	signal(q.wakeCh)
+	signal(q.roomCh)
+}
+
+// take waits until messages are queued and returns all of them, handing
+// spare (emptied) to the queue for reuse. It returns false when the writer
+// must stop: the queue was aborted, or sealed and fully taken.
+func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
+	for {
+		q.mu.Lock()
+		if q.state == queueAborted {
+			q.mu.Unlock()
+			return nil, false
+		}
+		if len(q.items) > 0 {
+			batch := q.items
+			q.items = spare[:0]
+			q.nBulk, q.nBytes = 0, 0
+			q.mu.Unlock()
+			signal(q.roomCh)
+			return batch, true
+		}
+		sealed := q.state == queueSealed
+		q.mu.Unlock()
+		if sealed {
+			return nil, false
+		}
+		<-q.wakeCh
+	}
+}
+
+// sealed reports whether the queue was sealed (and not aborted since).
+func (q *sendQueue) sealed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.state == queueSealed
+}
+
+// signal wakes the receiver of a capacity-1 channel without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,92 @@
+package relay
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats counts a Server's traffic since it was created. Gauges say "now";
+// every other field only grows.
+type Stats struct {
+	Conns    int // connections open now, handshaking ones included (gauge)
+	Services int // connections registered as services now (gauge)
+
+	Accepted          uint64 // connections served
+	Denied            uint64 // handshakes refused with DENY (version, bad cluster name)
+	HandshakeFailures uint64 // connections closed before a valid INIT (timeout, bad magic, garbage)
+	Violations        uint64 // connections closed for breaking the protocol after the handshake
+
+	MessagesIn  uint64 // messages decoded from apps
+	MessagesOut uint64 // messages written to apps
+	BytesOut    uint64 // bytes written to apps
+
+	DroppedBroadcasts uint64 // broadcasts not queued for a slow consumer
+	DroppedEvents     uint64 // events not queued for a slow consumer
+	RefusedRequests   uint64 // requests a service could not take (queue full, closing); placed elsewhere
+	TooManyPending    uint64 // app requests and tunnel builds refused at once by MaxPendingRequests
+	ExpiredRequests   uint64 // requests delivered to a service and abandoned at their deadline
+	LateReplies       uint64 // replies from a service to requests that had expired
+}
+
+// counters are the Server's live Stats.
+type counters struct {
+	conns, services                                atomic.Int64
+	accepted, denied, handshakeFailures, violation atomic.Uint64
+	msgsIn, msgsOut, bytesOut                      atomic.Uint64
+	droppedBroadcasts, droppedEvents               atomic.Uint64
+	refused, tooManyPending, expired, lateReplies  atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Conns:             int(c.conns.Load()),
+		Services:          int(c.services.Load()),
+		Accepted:          c.accepted.Load(),
+		Denied:            c.denied.Load(),
+		HandshakeFailures: c.handshakeFailures.Load(),
+		Violations:        c.violation.Load(),
+		MessagesIn:        c.msgsIn.Load(),
+		MessagesOut:       c.msgsOut.Load(),
+		BytesOut:          c.bytesOut.Load(),
+		DroppedBroadcasts: c.droppedBroadcasts.Load(),
+		DroppedEvents:     c.droppedEvents.Load(),
+		RefusedRequests:   c.refused.Load(),
+		TooManyPending:    c.tooManyPending.Load(),
+		ExpiredRequests:   c.expired.Load(),
+		LateReplies:       c.lateReplies.Load(),
+	}
+}
+
+// logLimiter lets through at most burst log lines per interval, so that a
+// flood of bad connections or slow consumers cannot flood the log (derp's
+// limitedLogf). It reports how many lines it held back since the last one
+// it let through.
+type logLimiter struct {
+	burst    int
+	interval time.Duration
+
+	mu         sync.Mutex // protects following
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+// allow reports whether a line may be logged now and, if so, how many were
+// suppressed before it.
+func (l *logLimiter) allow() (bool, int) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.start) >= l.interval {
+		l.start, l.n = now, 0
+	}
+	if l.n >= l.burst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	s := l.suppressed
+	l.suppressed = 0
+	return true, s
+}
