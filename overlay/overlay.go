@@ -43,7 +43,7 @@ type Overlay struct {
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
-	lifeMu     sync.Mutex // serializes Leave and Close
+	lifeMu     sync.Mutex     // serializes Leave and Close
 	logState   bridgeState    // memberlist's log lines are dropped once stopped
 	wg         sync.WaitGroup // every goroutine but the transport's
 
