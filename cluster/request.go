@@ -110,6 +110,11 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 			}
 			n.pmu.Unlock()
 			skip = r
+		case refused != nil:
+			// Every member that could take it refused: say so now rather
+			// than at the deadline.
+			n.complete(id, Result{Status: StatusFault, Fault: "iris: every member of the cluster is overloaded"})
+			return
 		default:
 			return
 		}
