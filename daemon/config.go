@@ -11,8 +11,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/iris-mesh/iris/api"
+	"github.com/iris-mesh/iris/cluster"
 	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/overlay"
+	"github.com/iris-mesh/iris/relay"
 )
 
 // Default values used by DefaultConfig.
@@ -22,6 +24,8 @@ const (
 	DefaultListen = "0.0.0.0:55556"
 	// DefaultRelayPort is the TCP port apps on the host connect to.
 	DefaultRelayPort = api.DefaultPort
+	// RelayAnyPort as Config.RelayPort serves the relay on a free port.
+	RelayAnyPort = -1
 	// DefaultJoinRetryMin is the first pause after a failed join.
 	DefaultJoinRetryMin = time.Second
 	// DefaultJoinRetryMax caps the pause between join attempts.
@@ -76,10 +80,17 @@ type Config struct {
 	JoinRetryMin, JoinRetryMax time.Duration
 
 	// RelayPort is the TCP port, on 127.0.0.1 and [::1] only, that local apps
-	// connect to. 0 disables the relay. Default DefaultRelayPort. The relay
-	// server is not implemented yet: the port is validated and reported but
-	// not served.
+	// connect to. 0 disables the relay; RelayAnyPort picks a free port (for
+	// tests and embedding; see RelayAddr). Default DefaultRelayPort.
 	RelayPort int
+
+	// Cluster tunes the cluster layer (balancing, tunnels). nil means
+	// cluster.DefaultConfig(); its Logger is replaced by the daemon's.
+	Cluster *cluster.Config
+
+	// Relay tunes the relay (queues, limits). nil means relay.DefaultConfig();
+	// its Port and Logger are replaced by the daemon's.
+	Relay *relay.Config
 
 	// StatusAddr is the host:port of the HTTP status server (GET /status,
 	// GET /metrics). Port 0 picks a free port; see Daemon.StatusAddr. The
@@ -119,8 +130,8 @@ func (c *Config) Validate() error {
 		return errors.New("daemon: config: network key is missing (all zero)")
 	case c.JoinRetryMin <= 0 || c.JoinRetryMax < c.JoinRetryMin:
 		return errors.New("daemon: config: JoinRetryMin must be positive and JoinRetryMax at least JoinRetryMin")
-	case c.RelayPort < 0 || c.RelayPort > 65535:
-		return fmt.Errorf("daemon: config: relay port %d not in 0..65535", c.RelayPort)
+	case c.RelayPort < RelayAnyPort || c.RelayPort > 65535:
+		return fmt.Errorf("daemon: config: relay port %d not in 0..65535 (or RelayAnyPort)", c.RelayPort)
 	}
 	if err := checkHostPort("listen address", c.Listen); err != nil {
 		return err
@@ -141,9 +152,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	// The overlay checks the rest (name and zone lengths, gossip timers).
-	oc := c.overlayConfig(discard{})
+	oc := c.overlayConfig(noDelegate{})
 	if err := oc.Validate(); err != nil {
 		return fmt.Errorf("daemon: config: %w", err)
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.Validate(); err != nil {
+			return fmt.Errorf("daemon: config: %w", err)
+		}
+	}
+	if c.Relay != nil {
+		if err := c.Relay.Validate(); err != nil {
+			return fmt.Errorf("daemon: config: %w", err)
+		}
 	}
 	return nil
 }
@@ -199,3 +220,32 @@ func seedAddr(seed string) (string, error) {
 	}
 	return net.JoinHostPort(host, port), nil
 }
+
+// clusterConfig returns the cluster layer's configuration.
+func (c *Config) clusterConfig() *cluster.Config {
+	cc := cluster.DefaultConfig()
+	if c.Cluster != nil {
+		*cc = *c.Cluster
+	}
+	cc.Logger = c.Logger
+	return cc
+}
+
+// relayConfig returns the relay's configuration.
+func (c *Config) relayConfig() *relay.Config {
+	rc := relay.DefaultConfig()
+	if c.Relay != nil {
+		*rc = *c.Relay
+	}
+	rc.Port = max(c.RelayPort, 0) // the relay's 0 is "any free port"
+	rc.Logger = c.Logger
+	return rc
+}
+
+// noDelegate lets Validate check an overlay configuration without the
+// cluster layer that New attaches.
+type noDelegate struct{}
+
+func (noDelegate) HandleFrame(string, []byte) {}
+func (noDelegate) HandlePeer(overlay.Peer)    {}
+func (noDelegate) HandleLinkDown(string)      {}

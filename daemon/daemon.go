@@ -1,7 +1,8 @@
 // Package daemon runs a complete Iris node, irisd, in-process: the overlay
-// that joins it to the other daemons of its network, the background join to
-// the seed daemons, and the HTTP status server (JSON status and Prometheus
-// metrics).
+// that joins it to the other daemons of its network, the cluster layer that
+// routes requests, broadcasts, events and tunnels by cluster name and topic,
+// the relay that local apps connect to, the background join to the seed
+// daemons, and the HTTP status server (JSON status and Prometheus metrics).
 //
 // cmd/irisd is a thin shell around this package: it turns flags and
 // environment variables into a Config, calls New, and calls Shutdown on
@@ -34,7 +35,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/iris-mesh/iris/cluster"
 	"github.com/iris-mesh/iris/overlay"
+	"github.com/iris-mesh/iris/relay"
 )
 
 // Daemon is one running Iris node.
@@ -43,11 +46,8 @@ type Daemon struct {
 	log  zerolog.Logger
 	ov   *overlay.Overlay
 	addr string // the overlay's address, read once (see Addr)
-
-	// delegate is the layer above the overlay: it receives every frame and
-	// peer event. Until the cluster layer exists it is a discard; the cluster
-	// layer plugs in here (see New).
-	delegate overlay.Delegate
+	node *cluster.Node
+	rel  *relay.Server // nil when RelayPort is 0
 
 	status   *http.Server // nil without StatusAddr
 	statusLn net.Listener
@@ -71,13 +71,6 @@ type Daemon struct {
 // the background join to cfg.Join, and returns without waiting for the join.
 // A nil cfg is an error: Network and Key have no defaults.
 func New(cfg *Config) (*Daemon, error) {
-	// The cluster layer will replace discard here: it implements
-	// overlay.Delegate and receives every frame and peer event.
-	return start(cfg, newDiscard())
-}
-
-// start is New with the overlay's upper layer given.
-func start(cfg *Config, delegate overlay.Delegate) (*Daemon, error) {
 	if cfg == nil {
 		return nil, errors.New("daemon: nil config")
 	}
@@ -87,13 +80,17 @@ func start(cfg *Config, delegate overlay.Delegate) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg:      c,
-		log:      c.Logger.With().Str("component", "daemon").Logger(),
-		delegate: delegate,
-		logGate:  new(logGate),
-		stopCh:   make(chan struct{}),
+		cfg:     c,
+		log:     c.Logger.With().Str("component", "daemon").Logger(),
+		logGate: new(logGate),
+		stopCh:  make(chan struct{}),
 	}
-	oc := c.overlayConfig(delegate)
+	node, err := cluster.New(c.clusterConfig())
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.node = node
+	oc := c.overlayConfig(node)
 	oc.Logger = oc.Logger.Hook(d.logGate)
 	ov, err := overlay.New(oc)
 	if err != nil {
@@ -101,9 +98,17 @@ func start(cfg *Config, delegate overlay.Delegate) (*Daemon, error) {
 	}
 	d.ov = ov
 	d.addr = ov.Addr()
+	if err := node.Start(ov); err != nil {
+		_ = ov.Close()
+		return nil, fmt.Errorf("daemon: start cluster layer: %w", err)
+	}
+	if err := d.startRelay(); err != nil {
+		d.closeLayers()
+		return nil, err
+	}
 	if c.StatusAddr != "" {
 		if err := d.startStatus(); err != nil {
-			_ = ov.Close()
+			d.closeLayers()
 			return nil, err
 		}
 	}
@@ -121,11 +126,35 @@ func (d *Daemon) logStart() {
 	if d.statusLn != nil {
 		ev = ev.Str("status", d.statusLn.Addr().String())
 	}
-	ev.Msg("daemon started")
-	if d.cfg.RelayPort != 0 {
-		d.log.Warn().Int("relay_port", d.cfg.RelayPort).
-			Msg("relay server not implemented yet: the relay port is not served and apps cannot connect")
+	if d.rel != nil {
+		ev = ev.Str("relay", d.RelayAddr())
 	}
+	ev.Msg("daemon started")
+}
+
+// startRelay serves the relay for local apps, unless RelayPort is 0.
+func (d *Daemon) startRelay() error {
+	if d.cfg.RelayPort == 0 {
+		return nil
+	}
+	rel, err := relay.New(d.cfg.relayConfig(), d.node)
+	if err != nil {
+		return fmt.Errorf("daemon: relay: %w", err)
+	}
+	if err := rel.Listen(); err != nil {
+		return fmt.Errorf("daemon: relay: %w", err)
+	}
+	d.rel = rel
+	return nil
+}
+
+// closeLayers closes what New started, in order: apps, cluster, overlay.
+func (d *Daemon) closeLayers() {
+	if d.rel != nil {
+		_ = d.rel.Close()
+	}
+	_ = d.node.Close()
+	_ = d.ov.Close()
 }
 
 // startStatus binds StatusAddr and serves the status endpoints on it.
@@ -161,6 +190,32 @@ func (d *Daemon) startStatus() error {
 // and sending frames. It stays valid, closed, after Close.
 func (d *Daemon) Overlay() *overlay.Overlay { return d.ov }
 
+// Cluster returns the daemon's cluster layer: apps embedded in the same
+// process can register, request, publish and open tunnels through it
+// directly, without a relay connection.
+func (d *Daemon) Cluster() *cluster.Node { return d.node }
+
+// Relay returns the daemon's relay server, or nil when RelayPort is 0.
+func (d *Daemon) Relay() *relay.Server { return d.rel }
+
+// RelayAddr returns the host:port local apps connect to (the IPv4 one when
+// both are served), or "" when the relay is disabled.
+func (d *Daemon) RelayAddr() string {
+	if d.rel == nil {
+		return ""
+	}
+	addrs := d.rel.Addrs()
+	for _, a := range addrs {
+		if ta, ok := a.(*net.TCPAddr); ok && ta.IP.To4() != nil {
+			return a.String()
+		}
+	}
+	if len(addrs) == 0 {
+		return ""
+	}
+	return addrs[0].String()
+}
+
 // Addr returns the host:port other daemons reach this one at: the address
 // to give them in their Join. Use it rather than Overlay().Addr(), which
 // races with memberlist's updates of the local node.
@@ -184,6 +239,13 @@ func (d *Daemon) StatusAddr() string {
 // does after Close.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.stop()
+	if d.rel != nil {
+		// Apps get their CLOSE and their services leave the cluster (peers
+		// learn it from the table update) before the daemon leaves.
+		if err := d.rel.Shutdown(ctx); err != nil {
+			d.log.Warn().Err(err).Msg("relay shutdown cut short")
+		}
+	}
 	var err error
 	d.leaveOnce.Do(func() { err = d.leave(ctx) })
 	d.close(ctx)
@@ -237,7 +299,7 @@ func (d *Daemon) close(ctx context.Context) {
 		// returns within the overlay's dial timeout per seed.
 		d.wg.Wait()
 		d.lifeMu.Lock()
-		_ = d.ov.Close()
+		d.closeLayers()
 		d.logGate.closed.Store(true)
 		d.ovClosed = true
 		d.lifeMu.Unlock()

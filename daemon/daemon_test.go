@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/iris-mesh/iris/cluster"
 	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/internal/leakcheck"
 	"github.com/iris-mesh/iris/overlay"
@@ -49,6 +50,7 @@ func testConfig(t *testing.T, id, network string, key crypto.Key, join ...string
 	cfg := DefaultConfig()
 	cfg.Network, cfg.Key, cfg.NodeID = network, key, id
 	cfg.Listen, cfg.StatusAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.RelayPort = RelayAnyPort
 	cfg.Join = join
 	cfg.JoinRetryMin = 50 * time.Millisecond
 	cfg.Gossip = overlay.LocalGossip()
@@ -265,25 +267,39 @@ func TestMetrics(t *testing.T) {
 	waitFor(t, 3*time.Second, "a and b to see each other", func() bool {
 		return sc.sees(a, "alive", "b") && sc.sees(b, "alive", "a")
 	})
-	// A frame for a, which has no cluster layer yet: counted and dropped.
-	if err := b.Overlay().Send("a", overlay.Bulk, []byte("hello"), nil); err != nil {
+	// A request from b to a member on a: counted on both sides.
+	if _, err := a.Cluster().Register("svc", echoMember{}, 0); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 3*time.Second, "b to see the member", func() bool { return len(b.Cluster().Clusters()) == 1 })
+	done := make(chan cluster.Result, 1)
+	b.Cluster().Request("svc", []byte("hi"), time.Second, func(r cluster.Result) { done <- r })
+	if r := <-done; r.Status != cluster.StatusOK || string(r.Payload) != "hi" {
+		t.Fatalf("request: %+v", r)
+	}
 	var body string
-	waitFor(t, 5*time.Second, "a's metrics to count the frame", func() bool {
+	waitFor(t, 5*time.Second, "a's metrics to count the delivery", func() bool {
 		var err error
 		body, err = sc.get(a.StatusAddr(), "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(body, "iris_overlay_frames_in_total 1\n")
+		return strings.Contains(body, "iris_cluster_delivered_total 1\n")
 	})
+	bBody, err := sc.get(b.StatusAddr(), "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"iris_cluster_requests_total 1\n", "iris_cluster_replies_total 1\n", "iris_relay_apps 0\n"} {
+		if !strings.Contains(bBody, want) {
+			t.Errorf("b's /metrics lacks %q", want)
+		}
+	}
 	for _, want := range []string{
 		`iris_overlay_peers{state="alive"} 1`,
 		`iris_overlay_peers{state="dead"} 0`,
 		`iris_overlay_peers{state="left"} 0`,
 		`iris_overlay_peers{state="suspect"} 0`,
-		"iris_daemon_frames_unhandled_total 1",
 		"iris_overlay_links 1",
 		"iris_daemon_join_failures_total 0",
 		`iris_daemon_info{node="a",zone=""} 1`,
@@ -437,7 +453,7 @@ func TestStatusJSONShape(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if got := strings.Join(keys, ","); got != "listen,network,node,peers,zone" {
+	if got := strings.Join(keys, ","); got != "apps,clusters,listen,network,node,peers,relay,services,topics,tunnels,zone" {
 		t.Fatalf("status keys = %s", got)
 	}
 	peer := m["peers"].([]any)[0].(map[string]any)
@@ -445,3 +461,9 @@ func TestStatusJSONShape(t *testing.T) {
 		t.Fatalf("peer = %v", peer)
 	}
 }
+
+// echoMember answers every request with its payload.
+type echoMember struct{}
+
+func (echoMember) HandleRequest(r *cluster.Request) bool { r.Reply(r.Payload); return true }
+func (echoMember) HandleBroadcast([]byte)                {}

@@ -8,7 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/iris-mesh/iris/cluster"
 	"github.com/iris-mesh/iris/overlay"
+	"github.com/iris-mesh/iris/relay"
 )
 
 // Status is the JSON document served at GET /status.
@@ -17,7 +19,20 @@ type Status struct {
 	Network string       `json:"network"` // network name
 	Listen  string       `json:"listen"`  // overlay address peers reach it at
 	Zone    string       `json:"zone"`    // locality label, "" if none
+	Relay   string       `json:"relay"`   // where local apps connect, "" if disabled
 	Peers   []PeerStatus `json:"peers"`   // every other daemon known, sorted by id; never null
+
+	// Clusters lists every cluster known here: its members on this daemon
+	// and, per other daemon, the members there. Sorted by name; never null.
+	Clusters []cluster.ClusterStatus `json:"clusters"`
+	// Topics lists every topic with a subscriber: subscribers on this
+	// daemon and the other daemons with some. Sorted by name; never null.
+	Topics []cluster.TopicStatus `json:"topics"`
+	// Tunnels counts the tunnel ends this daemon holds.
+	Tunnels int `json:"tunnels"`
+	// Apps counts the connected apps (services included) and services.
+	Apps     int `json:"apps"`
+	Services int `json:"services"`
 }
 
 // PeerStatus is one entry of Status.Peers.
@@ -36,7 +51,16 @@ func (d *Daemon) Status() Status {
 		Network: d.cfg.Network,
 		Listen:  d.addr,
 		Zone:    d.ov.Zone(),
+		Relay:   d.RelayAddr(),
 		Peers:   make([]PeerStatus, 0, len(peers)),
+
+		Clusters: d.node.Clusters(),
+		Topics:   d.node.Topics(),
+		Tunnels:  d.node.TunnelCount(),
+	}
+	if d.rel != nil {
+		rs := d.rel.Stats()
+		st.Apps, st.Services = rs.Conns, rs.Services
 	}
 	for _, p := range peers {
 		st.Peers = append(st.Peers, PeerStatus{ID: p.ID, Addr: p.Addr, Zone: p.Zone, State: p.State.String()})
@@ -92,7 +116,7 @@ type collector struct {
 	links     *prometheus.Desc
 	peers     *prometheus.Desc
 	info      *prometheus.Desc
-	unhandled *prometheus.Desc
+	layers    []layerMetric
 	joinFails *prometheus.Desc
 }
 
@@ -117,8 +141,7 @@ func newCollector(d *Daemon) *collector {
 		peers: prometheus.NewDesc("iris_overlay_peers", "Other daemons known, by membership state.", []string{"state"}, nil),
 		info: prometheus.NewDesc("iris_daemon_info", "Always 1; labels identify the daemon.",
 			[]string{"node", "zone"}, nil),
-		unhandled: prometheus.NewDesc("iris_daemon_frames_unhandled_total",
-			"Frames received while no cluster layer is attached, dropped.", nil, nil),
+		layers: layerMetrics(),
 		joinFails: prometheus.NewDesc("iris_daemon_join_failures_total",
 			"Attempts to join the seeds that left no other daemon known.", nil, nil),
 	}
@@ -132,8 +155,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.links
 	ch <- c.peers
 	ch <- c.info
-	ch <- c.unhandled
 	ch <- c.joinFails
+	for _, m := range c.layers {
+		ch <- m.desc
+	}
 }
 
 // Collect implements prometheus.Collector. It is called once per scrape.
@@ -153,7 +178,57 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, ov.ID(), ov.Zone())
 	ch <- prometheus.MustNewConstMetric(c.joinFails, prometheus.CounterValue, float64(c.d.joinFailures.Load()))
-	if dc, ok := c.d.delegate.(discard); ok {
-		ch <- prometheus.MustNewConstMetric(c.unhandled, prometheus.CounterValue, float64(dc.dropped()))
+	var snap layerStats
+	snap.cluster = c.d.node.Stats()
+	snap.tunnels = c.d.node.TunnelCount()
+	if c.d.rel != nil {
+		snap.relay = c.d.rel.Stats()
+	}
+	for _, m := range c.layers {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value(&snap))
+	}
+}
+
+// layerStats is one scrape's snapshot of the cluster layer and the relay.
+type layerStats struct {
+	cluster cluster.Stats
+	relay   relay.Stats
+	tunnels int
+}
+
+// layerMetric is one metric read from a layerStats.
+type layerMetric struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value func(*layerStats) float64
+}
+
+func layerMetrics() []layerMetric {
+	m := func(name, help string, typ prometheus.ValueType, v func(*layerStats) float64) layerMetric {
+		return layerMetric{prometheus.NewDesc(name, help, nil, nil), typ, v}
+	}
+	cnt, gauge := prometheus.CounterValue, prometheus.GaugeValue
+	return []layerMetric{
+		m("iris_cluster_requests_total", "Requests originated on this daemon.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Requests) }),
+		m("iris_cluster_replies_total", "Requests answered with a result.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Replies) }),
+		m("iris_cluster_faults_total", "Requests answered with a fault.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Faults) }),
+		m("iris_cluster_timeouts_total", "Requests answered as timed out.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Timeouts) }),
+		m("iris_cluster_delivered_total", "Requests delivered to members on this daemon.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Delivered) }),
+		m("iris_cluster_retries_total", "Requests re-placed after a daemon had no member for them.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Retries) }),
+		m("iris_cluster_pending_requests", "Requests originated here and not answered yet.", gauge, func(s *layerStats) float64 { return float64(s.cluster.Pending) }),
+		m("iris_cluster_broadcasts_total", "Broadcasts sent from this daemon.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Broadcasts) }),
+		m("iris_cluster_publishes_total", "Events published from this daemon.", cnt, func(s *layerStats) float64 { return float64(s.cluster.Publishes) }),
+		m("iris_cluster_dropped_total", "Broadcast and event copies to other daemons dropped (link queue full).", cnt, func(s *layerStats) float64 { return float64(s.cluster.Dropped) }),
+		m("iris_cluster_bad_frames_total", "Malformed frames from other daemons, dropped.", cnt, func(s *layerStats) float64 { return float64(s.cluster.BadFrames) }),
+		m("iris_cluster_tunnels", "Tunnel ends held by this daemon.", gauge, func(s *layerStats) float64 { return float64(s.tunnels) }),
+		m("iris_relay_apps", "App connections open.", gauge, func(s *layerStats) float64 { return float64(s.relay.Conns) }),
+		m("iris_relay_services", "App connections registered as services.", gauge, func(s *layerStats) float64 { return float64(s.relay.Services) }),
+		m("iris_relay_violations_total", "App connections closed for breaking the protocol.", cnt, func(s *layerStats) float64 { return float64(s.relay.Violations) }),
+		m("iris_relay_messages_in_total", "Messages received from apps.", cnt, func(s *layerStats) float64 { return float64(s.relay.MessagesIn) }),
+		m("iris_relay_messages_out_total", "Messages sent to apps.", cnt, func(s *layerStats) float64 { return float64(s.relay.MessagesOut) }),
+		m("iris_relay_dropped_broadcasts_total", "Broadcasts not delivered to a slow app.", cnt, func(s *layerStats) float64 { return float64(s.relay.DroppedBroadcasts) }),
+		m("iris_relay_dropped_events_total", "Events not delivered to a slow subscriber.", cnt, func(s *layerStats) float64 { return float64(s.relay.DroppedEvents) }),
+		m("iris_relay_refused_requests_total", "Requests a service's full queue refused (placed elsewhere).", cnt, func(s *layerStats) float64 { return float64(s.relay.RefusedRequests) }),
+		m("iris_relay_expired_requests_total", "Requests a service held past their deadline.", cnt, func(s *layerStats) float64 { return float64(s.relay.ExpiredRequests) }),
 	}
 }

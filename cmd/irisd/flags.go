@@ -70,7 +70,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.StringVar(&r.listen, "listen", "", "overlay `HOST:PORT`, TCP and UDP (default "+daemon.DefaultListen+")")
 	fs.StringVar(&r.advertise, "advertise", "", "`HOST:PORT` other daemons reach this one at (default: the listen address, or the host's private IP)")
 	fs.StringVar(&r.join, "join", "", "comma-separated seed daemons, `HOST[:PORT],...` (port default 55556; or $IRIS_JOIN)")
-	fs.IntVar(&r.relay, "relay", daemon.DefaultRelayPort, "relay `PORT` for local apps, on loopback only (not served yet; 0 disables)")
+	fs.IntVar(&r.relay, "relay", daemon.DefaultRelayPort, "relay `PORT` for local apps, on loopback only (0 disables)")
 	fs.StringVar(&r.status, "status", "", "serve GET /status and /metrics on `HOST:PORT` (default off; "+devStatus+" with -dev)")
 	fs.StringVar(&r.zone, "zone", "", "locality `LABEL` (rack, zone) for locality-aware balancing")
 	fs.StringVar(&r.node, "node", "", "node `ID`, unique in the network (default: host name plus a random suffix)")
