@@ -172,6 +172,11 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) {
 type statusDoc struct {
 	Node, Network, Listen string
 	Peers                 []struct{ ID, Addr, Zone, State string }
+	Clusters              []struct {
+		Name         string
+		LocalMembers int `json:"local_members"`
+		Remote       map[string]int
+	}
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}
