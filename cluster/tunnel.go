@@ -133,6 +133,27 @@ func (t *Tunnel) Close() {
 	t.flushOut()
 }
 
+// Abort closes this end at once, discarding what is queued either way, and
+// tells the far end the tunnel broke with reason (its app sees a close with
+// that reason). For an app that vanished. No sink call follows. Idempotent.
+func (t *Tunnel) Abort(reason string) {
+	if reason == "" {
+		reason = "iris: tunnel aborted"
+	}
+	t.mu.Lock()
+	send := !t.closeSent && !t.remoteClosed
+	t.closing, t.done, t.closeSent = true, true, true
+	t.outQ, t.inQ, t.inBytes = nil, nil, 0
+	if t.drain != nil {
+		t.drain.Stop()
+	}
+	t.mu.Unlock()
+	if send {
+		_ = t.peer.close(reason)
+	}
+	t.n.dropTunnel(t)
+}
+
 func (t *Tunnel) forceClose(reason string) {
 	t.mu.Lock()
 	if t.closeSent {

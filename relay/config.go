@@ -58,6 +58,32 @@ type Config struct {
 	// in flight before the cluster's balancer counts it as saturated and
 	// prefers other members. 0 means the cluster's default.
 	MemberCapacity int
+
+	// TunnelChunkLimit is the largest tunnel chunk, in payload bytes,
+	// announced to apps in TUN_INIT and TUN_CONFIRM; a larger chunk from an
+	// app is a protocol violation. At most 64 KiB (the protocol's limit).
+	// Default 64 KiB.
+	TunnelChunkLimit int
+
+	// TunnelGrant is the byte credit the daemon grants an app per tunnel:
+	// how much it may send before the daemon has passed it on. Default
+	// 4 MiB, as the protocol suggests. More buys throughput on long links
+	// at the cost of memory per busy tunnel.
+	TunnelGrant int
+
+	// TunnelConfirmTimeout bounds how long a tunnel offered to a service
+	// waits for its TUN_CONFIRM; then the offer is withdrawn and the build
+	// tried elsewhere or failed. Default 5s.
+	TunnelConfirmTimeout time.Duration
+
+	// TunnelQueueBytes bounds, per connection, the tunnel data queued for
+	// the app but not yet written; past it, tunnels wait (their far ends
+	// are throttled by credit) until the writer catches up. Default 16 MiB.
+	TunnelQueueBytes int
+
+	// MaxTunnels bounds the tunnels (open, being built, or offered) per
+	// connection. Default 65536. An idle tunnel costs a few hundred bytes.
+	MaxTunnels int
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -70,6 +96,12 @@ func DefaultConfig() *Config {
 		SendQueueLen:       4096,
 		SendQueueBytes:     64 << 20,
 		MaxPendingRequests: 65536,
+
+		TunnelChunkLimit:     64 << 10,
+		TunnelGrant:          4 << 20,
+		TunnelConfirmTimeout: 5 * time.Second,
+		TunnelQueueBytes:     16 << 20,
+		MaxTunnels:           65536,
 	}
 }
 
@@ -91,6 +123,16 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MaxPendingRequests must be positive")
 	case c.MemberCapacity < 0:
 		return errors.New("relay: config: MemberCapacity must not be negative")
+	case c.TunnelChunkLimit < 1 || c.TunnelChunkLimit > 64<<10:
+		return errors.New("relay: config: TunnelChunkLimit must be in 1..64 KiB")
+	case c.TunnelGrant < c.TunnelChunkLimit:
+		return errors.New("relay: config: TunnelGrant must be at least TunnelChunkLimit")
+	case c.TunnelConfirmTimeout <= 0:
+		return errors.New("relay: config: TunnelConfirmTimeout must be positive")
+	case c.TunnelQueueBytes < c.TunnelChunkLimit:
+		return errors.New("relay: config: TunnelQueueBytes must be at least TunnelChunkLimit")
+	case c.MaxTunnels < 1:
+		return errors.New("relay: config: MaxTunnels must be positive")
 	}
 	return nil
 }

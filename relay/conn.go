@@ -49,8 +49,9 @@ type conn struct {
 	// closing is set when the session starts to end (by leave, under mu,
 	// or by kill); from then on the read loop ignores what it reads and
 	// nothing new is delivered.
-	closing atomic.Bool
-	slow    atomic.Bool // a slow-consumer drop was logged
+	closing  atomic.Bool
+	graceful atomic.Bool // the session ends with CLOSE: tunnels drain rather than abort
+	slow     atomic.Bool // a slow-consumer drop was logged
 
 	writerDone chan struct{} // closed when the write loop exits; nil if it never started
 	leaveOnce  sync.Once
@@ -329,14 +330,22 @@ func (c *conn) endWrites() {
 // and at the end. It releases the answer slots of the batch first: the app
 // cannot have seen an answer before it is written.
 func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
-	answers := 0
+	answers, tunBytes := 0, 0
 	for i := range batch {
-		if batch[i].kind == kindAnswer {
+		switch batch[i].kind {
+		case kindAnswer:
 			answers++
+		case kindTunnel:
+			if batch[i].msg.Op == api.OpTunTransfer {
+				tunBytes += len(batch[i].msg.Payload)
+			}
 		}
 	}
 	if answers > 0 {
 		c.answers.Add(-int64(answers))
+	}
+	if tunBytes > 0 {
+		c.tun.written(tunBytes)
 	}
 	c.srv.stats.msgsOut.Add(uint64(len(batch)))
 	for i := range batch {
@@ -383,6 +392,7 @@ func (c *conn) leave() {
 // the write loop drains the queue, writes CLOSE and closes the socket.
 // A connection still in its handshake is dropped instead.
 func (c *conn) closeGracefully(reason string) {
+	c.graceful.Store(true)
 	c.leave()
 	c.mu.Lock()
 	ready := c.ready

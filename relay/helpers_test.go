@@ -286,3 +286,39 @@ func roundTrip(t testing.TB, c, svc *client, clusterName string, id uint64) {
 	svc.reply(m.ID, "pong")
 	c.expectReply(api.Message{ID: id, Success: true, Payload: []byte("pong")})
 }
+
+// expectClosedAfterTunnelData skips tunnel traffic (credit returned for
+// chunks that were passed on) until the daemon closes the connection.
+func (c *client) expectClosedAfterTunnelData() {
+	c.t.Helper()
+	for {
+		var m api.Message
+		c.nc.SetReadDeadline(time.Now().Add(ioTimeout))
+		if c.dec == nil {
+			c.br = bufio.NewReader(c.nc)
+			c.dec = api.NewDecoder(c.br, api.Limits{})
+		}
+		err := c.dec.ReadDaemon(&m)
+		if err != nil {
+			checkClosedErr(c.t, err)
+			return
+		}
+		if m.Op != api.OpTunAllow && m.Op != api.OpTunTransfer {
+			c.t.Fatalf("got %+v, want the connection closed", m)
+		}
+	}
+}
+
+// expectTunnelEnd skips tunnel traffic until tunnel id is closed.
+func (c *client) expectTunnelEnd(id uint64) {
+	c.t.Helper()
+	for {
+		m := c.recv()
+		if m.Op == api.OpTunClose && m.ID == id {
+			return
+		}
+		if m.Op != api.OpTunAllow && m.Op != api.OpTunTransfer {
+			c.t.Fatalf("got %+v, want TUN_CLOSE(%d)", m, id)
+		}
+	}
+}

@@ -24,6 +24,10 @@ const (
 	// fault, the CLOSE answer). It is admitted while the queue is under its
 	// hard cap; otherwise the read loop waits for the writer.
 	kindControl
+	// kindTunnel is tunnel traffic to the app (offers, credit, chunks,
+	// closes). It is always admitted: the tunnel layer bounds it, chunks by
+	// TunnelQueueBytes and the rest by the tunnels' credit and count.
+	kindTunnel
 )
 
 // outMsg is one message waiting for the write loop.
@@ -121,6 +125,18 @@ func (q *sendQueue) pushControl(m *api.Message) bool {
 		q.mu.Unlock()
 		<-q.roomCh
 	}
+}
+
+// pushTunnel queues a kindTunnel message. It fails only once the queue is
+// sealed or aborted.
+func (q *sendQueue) pushTunnel(m *api.Message) bool {
+	q.mu.Lock()
+	ok := q.state == queueOpen
+	if ok {
+		q.appendLocked(m, kindTunnel)
+	}
+	q.mu.Unlock()
+	return ok
 }
 
 func (q *sendQueue) appendLocked(m *api.Message, k kind) {

@@ -640,32 +640,6 @@ func TestTooManyPending(t *testing.T) {
 	roundTrip(t, other, svc, "svc", 1)
 }
 
-// TestTunnelPlaceholder: until tunnels exist, a build times out at its
-// deadline and other tunnel messages are ignored.
-func TestTunnelPlaceholder(t *testing.T) {
-	leakcheck.Check(t)
-	d := startDaemon(t, nil)
-	svc := connect(t, d, "svc")
-	cli := connect(t, d, "")
-	start := time.Now()
-	cli.sendHex("09 01 03737663 32") // TUN_INIT(1, "svc", 50 ms)
-	cli.sendHex("0a 05 06")          // TUN_CONFIRM(5, 6)
-	cli.sendHex("0b 06 10")          // TUN_ALLOW(6, 16)
-	cli.sendHex("0c 06 01 01 61")    // TUN_TRANSFER(6, 1, "a")
-	cli.sendHex("0d 06")             // TUN_CLOSE(6)
-	cli.expectHex("0a 01 01")        // TUN_CONFIRM(1, timed out)
-	if el := time.Since(start); el < 50*time.Millisecond {
-		t.Fatalf("build timed out after %v, want 50ms", el)
-	}
-	cli.sendHex("09 02 03737663 00") // a timeout of 0 counts as 1 ms
-	cli.expectHex("0a 02 01")
-	cli.sendHex("09 03 03737663 e807 09 03 03737663 e807") // duplicate build id
-	cli.expectClosed()
-	other := connect(t, d, "")
-	other.sendHex("09 01 03737663 b817") // closed before its deadline: nothing is sent
-	roundTrip(t, other, svc, "svc", 1)
-}
-
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
