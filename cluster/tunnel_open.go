@@ -27,6 +27,7 @@ type tunOpen struct {
 	timer     *time.Timer
 	node      string      // daemon asked; "" when local or none
 	skip      *remoteNode // daemon that refused
+	skipMem   *member     // local member that refused
 	tries     int
 }
 
@@ -101,12 +102,12 @@ func (n *Node) dispatchOpen(op *tunOpen) {
 	tg := n.clusters[op.cluster]
 	n.mu.RUnlock()
 	n.tun.mu.Lock()
-	skip, tries := op.skip, op.tries
+	skip, skipMem, tries := op.skip, op.skipMem, op.tries
 	n.tun.mu.Unlock()
 	var m *member
 	var r *remoteNode
 	if tg != nil {
-		m, r = tg.pick(skip, nil)
+		m, r = tg.pick(skip, skipMem)
 	}
 	switch {
 	case m == nil && r == nil && tries > 0:
@@ -116,7 +117,7 @@ func (n *Node) dispatchOpen(op *tunOpen) {
 		tm, ok := m.m.(TunnelMember)
 		offer := &TunnelOffer{n: n, mem: m, openID: op.id, window: uint64(n.cfg.TunnelWindow)}
 		if !ok || !tm.HandleTunnel(offer) {
-			n.openRefused(op.id, "")
+			n.openRefused(op.id, "", m)
 		}
 	case r != nil:
 		n.tun.mu.Lock()
@@ -124,13 +125,14 @@ func (n *Node) dispatchOpen(op *tunOpen) {
 		n.tun.mu.Unlock()
 		head := tunHead(fTunOpen, op.id, op.timeoutMs, uint64(n.cfg.TunnelWindow))
 		if n.send(r.id, overlay.Bulk, appendName(head, op.cluster), nil) != nil {
-			n.openRefused(op.id, r.id)
+			n.openRefused(op.id, r.id, nil)
 		}
 	}
 }
 
 // openRefused tries the build elsewhere, or fails it when out of tries.
-func (n *Node) openRefused(id uint64, node string) {
+// node is the daemon that refused it, or mem the local member.
+func (n *Node) openRefused(id uint64, node string, mem *member) {
 	var skip *remoteNode
 	if node != "" {
 		skip = n.remote(node)
@@ -147,6 +149,9 @@ func (n *Node) openRefused(id uint64, node string) {
 		op.node = ""
 		if skip != nil {
 			op.skip = skip
+		}
+		if mem != nil {
+			op.skipMem = mem
 		}
 	}
 	n.tun.mu.Unlock()
@@ -217,7 +222,7 @@ func (o *TunnelOffer) Reject() {
 		return
 	}
 	if o.origin == "" {
-		o.n.openRefused(o.openID, "")
+		o.n.openRefused(o.openID, "", o.mem)
 		return
 	}
 	_ = o.n.send(o.origin, overlay.Bulk, tunHead(fTunOpened, o.openID, 1), nil)
@@ -257,7 +262,7 @@ func (n *Node) handleTunOpened(from string, rd *reader) error {
 		return rd.err
 	}
 	if status != 0 {
-		n.openRefused(openID, from)
+		n.openRefused(openID, from, nil)
 		return nil
 	}
 	rid, window := rd.uvarint(), rd.uvarint()
@@ -329,7 +334,7 @@ func (n *Node) failTunnels(node, reason string) {
 		if node == "*" {
 			n.endOpen(id, nil, ErrClosed)
 		} else {
-			n.openRefused(id, node)
+			n.openRefused(id, node, nil)
 		}
 	}
 }

@@ -73,7 +73,7 @@ type Config struct {
 
 	// TunnelConfirmTimeout bounds how long a tunnel offered to a service
 	// waits for its TUN_CONFIRM; then the offer is withdrawn and the build
-	// tried elsewhere or failed. Default 5s.
+	// tried on another member or failed. Default 3s.
 	TunnelConfirmTimeout time.Duration
 
 	// TunnelQueueBytes bounds, per connection, the tunnel data queued for
@@ -99,7 +99,7 @@ func DefaultConfig() *Config {
 
 		TunnelChunkLimit:     64 << 10,
 		TunnelGrant:          4 << 20,
-		TunnelConfirmTimeout: 5 * time.Second,
+		TunnelConfirmTimeout: 3 * time.Second,
 		TunnelQueueBytes:     16 << 20,
 		MaxTunnels:           65536,
 	}
