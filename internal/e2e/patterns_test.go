@@ -273,5 +273,3 @@ func TestTunnels7x7(t *testing.T) {
 		return ds[0].Cluster().TunnelCount() == 0 && ds[1].Cluster().TunnelCount() == 0
 	})
 }
-
-
