@@ -28,6 +28,23 @@ const (
 	// DefaultHandlerMemory is the default memory limit of each handler
 	// queue (requests, broadcasts, each subscription's events), in bytes.
 	DefaultHandlerMemory = 64 << 20
+	// DefaultTunnelTimeout is the default Config.DefaultTunnelTimeout.
+	DefaultTunnelTimeout = 10 * time.Second
+	// DefaultTunnelWindow is the default Config.TunnelWindow, in bytes: the
+	// credit the Iris v1 bindings grant the daemon.
+	DefaultTunnelWindow = 64 << 20
+	// DefaultMaxTunnels is the default ServiceLimits.MaxTunnels.
+	DefaultMaxTunnels = 128
+)
+
+// Bounds of Config.TunnelWindow, in bytes.
+const (
+	// MinTunnelWindow is the smallest TunnelWindow: the largest chunk the
+	// protocol allows (64 KiB), so that the daemon can always send a chunk
+	// once the app has consumed what it holds.
+	MinTunnelWindow = 64 << 10
+	// MaxTunnelWindow is the largest TunnelWindow, 1 GiB.
+	MaxTunnelWindow = 1 << 30
 )
 
 // defaultHandlerThreadsPerProc times GOMAXPROCS is the default number of
@@ -85,6 +102,25 @@ type Config struct {
 	// connection. Zero fields mean api.DefaultLimits.
 	Limits api.Limits
 
+	// DefaultTunnelTimeout is the build timeout sent with a tunnel whose
+	// context has no deadline (Conn.Tunnel), rounded down to milliseconds.
+	// Default DefaultTunnelTimeout (10s); at least 1ms. The daemon owns it:
+	// a tunnel that no member of the cluster accepts in time (or to a
+	// cluster without members) fails with ErrTimeout at that deadline.
+	DefaultTunnelTimeout time.Duration
+
+	// TunnelWindow is the receive credit of each tunnel, in bytes: the most
+	// the daemon may send on a tunnel before the app consumes it, and so the
+	// most a tunnel buffers (messages waiting for Recv plus the message
+	// being assembled). It is also the largest message a tunnel can
+	// receive; a larger one is dropped (Stats.TunnelMessagesDropped).
+	// Default DefaultTunnelWindow (64 MiB, as the v1 bindings grant); from
+	// MinTunnelWindow (64 KiB) to MaxTunnelWindow (1 GiB). A larger window
+	// keeps a fast link busy despite a consumer that reads in bursts; a
+	// smaller one bounds memory: a service holds up to
+	// ServiceLimits.MaxTunnels times this much.
+	TunnelWindow int
+
 	// Logger receives handler panics (Error), dropped connections (Info)
 	// and dropped messages (Debug). Default: nil, no logging.
 	Logger *slog.Logger
@@ -98,12 +134,16 @@ func DefaultConfig() *Config {
 		DefaultRequestTimeout: DefaultRequestTimeout,
 		CloseTimeout:          DefaultCloseTimeout,
 		SendQueueLen:          DefaultSendQueueLen,
+		DefaultTunnelTimeout:  DefaultTunnelTimeout,
+		TunnelWindow:          DefaultTunnelWindow,
 		Limits:                api.DefaultLimits(),
 	}
 }
 
 // Validate reports whether c is usable: durations and sizes must not be
-// negative, and DefaultRequestTimeout, when set, must be at least 1ms.
+// negative, DefaultRequestTimeout and DefaultTunnelTimeout, when set, must
+// be at least 1ms, and TunnelWindow, when set, must lie within
+// [MinTunnelWindow, MaxTunnelWindow].
 func (c *Config) Validate() error {
 	switch {
 	case c.DialTimeout < 0:
@@ -116,6 +156,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sdk: Config.CloseTimeout %v is negative", c.CloseTimeout)
 	case c.SendQueueLen < 0:
 		return fmt.Errorf("sdk: Config.SendQueueLen %d is negative", c.SendQueueLen)
+	case c.DefaultTunnelTimeout < 0:
+		return fmt.Errorf("sdk: Config.DefaultTunnelTimeout %v is negative", c.DefaultTunnelTimeout)
+	case c.DefaultTunnelTimeout > 0 && c.DefaultTunnelTimeout < time.Millisecond:
+		return fmt.Errorf("sdk: Config.DefaultTunnelTimeout %v is below 1ms", c.DefaultTunnelTimeout)
+	case c.TunnelWindow != 0 && (c.TunnelWindow < MinTunnelWindow || c.TunnelWindow > MaxTunnelWindow):
+		return fmt.Errorf("sdk: Config.TunnelWindow %d is outside [%d, %d]",
+			c.TunnelWindow, MinTunnelWindow, MaxTunnelWindow)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("sdk: Config.Limits: %w", err)
@@ -153,6 +200,12 @@ func resolveConfig(cfg *Config) (Config, error) {
 	if c.SendQueueLen == 0 {
 		c.SendQueueLen = d.SendQueueLen
 	}
+	if c.DefaultTunnelTimeout == 0 {
+		c.DefaultTunnelTimeout = d.DefaultTunnelTimeout
+	}
+	if c.TunnelWindow == 0 {
+		c.TunnelWindow = d.TunnelWindow
+	}
 	if c.Limits.MaxStringLen == 0 {
 		c.Limits.MaxStringLen = d.Limits.MaxStringLen
 	}
@@ -176,6 +229,7 @@ func resolveConfig(cfg *Config) (Config, error) {
 // timeout (Iris v1 dropped it silently). A request whose deadline passes
 // while it waits is skipped: the daemon has already answered it as timed out.
 // Broadcasts beyond BroadcastMemory are dropped and counted in Stats.
+// Inbound tunnel offers beyond MaxTunnels are not confirmed.
 type ServiceLimits struct {
 	// RequestThreads is the number of request handlers run concurrently.
 	// Default 4*GOMAXPROCS. Raising it helps handlers that block on I/O;
@@ -193,6 +247,14 @@ type ServiceLimits struct {
 	// BroadcastMemory bounds the broadcasts queued for a free handler, like
 	// RequestMemory. Default DefaultHandlerMemory (64 MiB).
 	BroadcastMemory int
+	// MaxTunnels is the number of inbound tunnels open at once, each served
+	// by its own TunnelHandler.HandleTunnel goroutine (tunnels are long
+	// lived, so they are not queued). An offer beyond it is not confirmed:
+	// the daemon fails the build after its confirmation timeout and the
+	// builder gets ErrTimeout; it is counted in Stats.TunnelsRefused.
+	// Default DefaultMaxTunnels (128). Each open tunnel may buffer up to
+	// Config.TunnelWindow bytes.
+	MaxTunnels int
 }
 
 // DefaultServiceLimits returns the default ServiceLimits for the current
@@ -204,6 +266,7 @@ func DefaultServiceLimits() ServiceLimits {
 		RequestMemory:    DefaultHandlerMemory,
 		BroadcastThreads: threads,
 		BroadcastMemory:  DefaultHandlerMemory,
+		MaxTunnels:       DefaultMaxTunnels,
 	}
 }
 
@@ -218,6 +281,8 @@ func (l *ServiceLimits) Validate() error {
 		return fmt.Errorf("sdk: ServiceLimits.BroadcastThreads %d is negative", l.BroadcastThreads)
 	case l.BroadcastMemory < 0:
 		return fmt.Errorf("sdk: ServiceLimits.BroadcastMemory %d is negative", l.BroadcastMemory)
+	case l.MaxTunnels < 0:
+		return fmt.Errorf("sdk: ServiceLimits.MaxTunnels %d is negative", l.MaxTunnels)
 	}
 	return nil
 }
@@ -235,6 +300,7 @@ func resolveServiceLimits(lim *ServiceLimits) (ServiceLimits, error) {
 	l.RequestMemory = orDefault(l.RequestMemory, d.RequestMemory)
 	l.BroadcastThreads = orDefault(l.BroadcastThreads, d.BroadcastThreads)
 	l.BroadcastMemory = orDefault(l.BroadcastMemory, d.BroadcastMemory)
+	l.MaxTunnels = orDefault(l.MaxTunnels, d.MaxTunnels)
 	return l, nil
 }
 

@@ -26,6 +26,7 @@ func TestDefaultConfig(t *testing.T) {
 	if resolved.Addr != cfg.Addr || resolved.DialTimeout != cfg.DialTimeout ||
 		resolved.DefaultRequestTimeout != cfg.DefaultRequestTimeout || resolved.CloseTimeout != cfg.CloseTimeout ||
 		resolved.SendQueueLen != cfg.SendQueueLen || resolved.Limits != cfg.Limits ||
+		resolved.DefaultTunnelTimeout != 10*time.Second || resolved.TunnelWindow != 64<<20 ||
 		resolved.Dial == nil || resolved.Logger == nil {
 		t.Fatalf("nil Config resolved to %+v, want the defaults %+v", resolved, cfg)
 	}
@@ -39,6 +40,11 @@ func TestConfigValidate(t *testing.T) {
 		{CloseTimeout: -time.Second},
 		{SendQueueLen: -1},
 		{Limits: api.Limits{MaxMessageLen: -1}},
+		{DefaultTunnelTimeout: -1},
+		{DefaultTunnelTimeout: time.Microsecond},
+		{TunnelWindow: -1},
+		{TunnelWindow: MinTunnelWindow - 1},
+		{TunnelWindow: MaxTunnelWindow + 1},
 	}
 	for _, cfg := range bad {
 		if err := cfg.Validate(); err == nil {
@@ -57,10 +63,10 @@ func TestLimitsDefaults(t *testing.T) {
 	}
 	d := DefaultServiceLimits()
 	if l.RequestThreads != 3 || l.RequestMemory != d.RequestMemory || l.BroadcastThreads != d.BroadcastThreads ||
-		l.RequestMemory != 64<<20 || d.RequestThreads < 4 {
+		l.RequestMemory != 64<<20 || d.RequestThreads < 4 || l.MaxTunnels != DefaultMaxTunnels {
 		t.Fatalf("resolved %+v, defaults %+v", l, d)
 	}
-	for _, bad := range []ServiceLimits{{RequestThreads: -1}, {RequestMemory: -1}, {BroadcastThreads: -1}, {BroadcastMemory: -1}} {
+	for _, bad := range []ServiceLimits{{RequestThreads: -1}, {RequestMemory: -1}, {BroadcastThreads: -1}, {BroadcastMemory: -1}, {MaxTunnels: -1}} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil", bad)
 		}

@@ -20,7 +20,8 @@ import (
 // A Conn runs one reader goroutine, which decodes what the daemon sends and
 // dispatches it by opcode, one writer goroutine, which drains a bounded
 // queue of encoded messages, and handler goroutines bounded by the limits of
-// the service and of each subscription. Close waits for all of them.
+// the service and of each subscription (one per inbound tunnel, at most
+// ServiceLimits.MaxTunnels). Close waits for all of them.
 type Conn struct {
 	cfg     Config
 	cluster string   // "" for a plain client
@@ -57,6 +58,7 @@ type Conn struct {
 	nextID  uint64
 	pending map[uint64]*call // nil value: abandoned by its caller, reply still due
 	subs    map[string]*pool
+	tun     tunnelTable
 	closing bool  // Close was called
 	err     error // why the connection is finished; nil while it is alive
 }
@@ -109,6 +111,10 @@ func dial(ctx context.Context, cfg Config, cluster string, svc *service) (*Conn,
 		writerDone: make(chan struct{}),
 		pending:    make(map[uint64]*call),
 		subs:       make(map[string]*pool),
+		tun: tunnelTable{
+			builds: make(map[uint64]*build),
+			open:   make(map[uint64]*Tunnel),
+		},
 	}
 	c.calls.New = newCall
 	c.baseCtx, c.cancelBase = context.WithCancel(context.Background())
@@ -174,7 +180,10 @@ func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string) error {
 // CLOSE and stops accepting new calls, waits for the daemon's answer (by
 // then a service has left its cluster), waits for running handlers to
 // return and their replies to be written, then closes the socket.
-// Requests still waiting for a reply fail with ErrClosed.
+// Requests and tunnel builds still waiting for an answer fail with
+// ErrClosed. The daemon closes the connection's tunnels when it answers:
+// their Recv then returns what they buffered, then an error wrapping
+// ErrTunnelClosed and ErrClosed, which ends their TunnelHandlers.
 //
 // If the daemon does not answer within Config.CloseTimeout, Close closes the
 // socket anyway, cancels the contexts of running handlers, still waits for
@@ -185,7 +194,8 @@ func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string) error {
 // the goroutines.
 //
 // Close must not be called from a handler of the same connection (request,
-// broadcast or event handler): it would wait for that handler to return.
+// broadcast, event or tunnel handler): it would wait for that handler to
+// return.
 // Call it from another goroutine.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() { c.closeErr = c.close() })
@@ -201,9 +211,10 @@ func (c *Conn) close() error {
 	if alive {
 		err = c.closeGracefully()
 	}
-	<-c.readerDone    // nothing more is delivered, so no handler starts
-	c.handlers.Wait() // running handlers return and queue their replies
-	close(c.flushCh)  // the writer writes them and exits
+	<-c.readerDone          // nothing more is delivered, so no handler starts
+	c.endTunnels(ErrClosed) // the daemon has closed them: tunnel handlers return
+	c.handlers.Wait()       // running handlers return and queue their replies
+	close(c.flushCh)        // the writer writes them and exits
 	<-c.writerDone
 	c.shutdown(ErrClosed)
 	return err
@@ -255,8 +266,8 @@ func (c *Conn) shutdown(err error) {
 		return
 	}
 	c.err = err
-	pending, subs := c.pending, c.subs
-	c.pending, c.subs = nil, nil
+	pending, subs, builds := c.pending, c.subs, c.tun.builds
+	c.pending, c.subs, c.tun.builds = nil, nil, nil
 	c.mu.Unlock()
 
 	close(c.deadCh)
@@ -267,6 +278,8 @@ func (c *Conn) shutdown(err error) {
 			cl.done <- result{err: err}
 		}
 	}
+	c.failBuilds(builds, err)
+	c.endTunnels(err)
 	for _, p := range subs {
 		p.close()
 	}
@@ -302,10 +315,11 @@ func (c *Conn) checkOpenLocked() error {
 // Stats counts what the connection dropped or discarded, for monitoring.
 type Stats struct {
 	// LateReplies counts replies discarded because their caller had given
-	// up (its context ended first).
+	// up (its context ended first), and likewise tunnel build results (a
+	// tunnel built for a caller that had given up is closed at once).
 	LateReplies uint64
-	// UnknownReplies counts replies for ids that were never pending: a
-	// daemon bug, ignored.
+	// UnknownReplies counts replies and tunnel build results for ids that
+	// were never pending: a daemon bug, ignored.
 	UnknownReplies uint64
 	// RequestsRejected counts delivered requests answered with the
 	// ErrOverloaded fault, or dropped when even that could not be queued.
@@ -322,29 +336,40 @@ type Stats struct {
 	// EventsDropped counts events dropped: over EventMemory, or for a topic
 	// no longer subscribed.
 	EventsDropped uint64
-	// Ignored counts other messages ignored, such as tunnel offers (not yet
-	// supported: the daemon fails the build when the offer is not
-	// confirmed) and requests delivered to a plain client (answered with a
-	// fault).
+	// TunnelsRefused counts inbound tunnel offers not confirmed (the daemon
+	// fails their builds): the handler has no HandleTunnel, MaxTunnels were
+	// open, the connection was closing, or it is a plain client's.
+	TunnelsRefused uint64
+	// TunnelMessagesDropped counts tunnel messages received but not
+	// delivered: a message cut short by a new one (its sender gave up on
+	// it), one larger than TunnelWindow, a malformed one, or one arriving
+	// while TunnelWindow/64 messages wait for Recv.
+	TunnelMessagesDropped uint64
+	// Ignored counts other messages ignored: requests delivered to a plain
+	// client (answered with a fault), and tunnel messages arriving for a
+	// tunnel closed meanwhile.
 	Ignored uint64
 }
 
 type counters struct {
 	lateReplies, unknownReplies, requestsRejected, requestsExpired atomic.Uint64
 	handlerPanics, broadcastsDropped, eventsDropped, ignored       atomic.Uint64
+	tunnelsRefused, tunnelMessagesDropped                          atomic.Uint64
 }
 
 // Stats returns the connection's counters.
 func (c *Conn) Stats() Stats {
 	s := &c.stats
 	return Stats{
-		LateReplies:       s.lateReplies.Load(),
-		UnknownReplies:    s.unknownReplies.Load(),
-		RequestsRejected:  s.requestsRejected.Load(),
-		RequestsExpired:   s.requestsExpired.Load(),
-		HandlerPanics:     s.handlerPanics.Load(),
-		BroadcastsDropped: s.broadcastsDropped.Load(),
-		EventsDropped:     s.eventsDropped.Load(),
-		Ignored:           s.ignored.Load(),
+		LateReplies:           s.lateReplies.Load(),
+		UnknownReplies:        s.unknownReplies.Load(),
+		RequestsRejected:      s.requestsRejected.Load(),
+		RequestsExpired:       s.requestsExpired.Load(),
+		HandlerPanics:         s.handlerPanics.Load(),
+		BroadcastsDropped:     s.broadcastsDropped.Load(),
+		EventsDropped:         s.eventsDropped.Load(),
+		TunnelsRefused:        s.tunnelsRefused.Load(),
+		TunnelMessagesDropped: s.tunnelMessagesDropped.Load(),
+		Ignored:               s.ignored.Load(),
 	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // TestDependencies enforces the layering rule for the SDK: it imports only
-// package api and the standard library (docs/style.md §2), and so does the
-// example program, apart from the SDK itself. Modelled on tailscale's
+// package api and the standard library (docs/style.md §2), and so do the
+// example programs, apart from the SDK itself. Modelled on tailscale's
 // tstest/deptest.
 func TestDependencies(t *testing.T) {
 	if testing.Short() {
@@ -26,6 +26,7 @@ func TestDependencies(t *testing.T) {
 	}{
 		{"github.com/iris-mesh/iris/sdk", []string{mod + "api", mod + "sdk"}},
 		{"github.com/iris-mesh/iris/examples/echo", []string{mod + "api", mod + "sdk", mod + "examples/echo"}},
+		{"github.com/iris-mesh/iris/examples/tunnelcopy", []string{mod + "api", mod + "sdk", mod + "examples/tunnelcopy"}},
 	}
 	for _, tt := range tests {
 		out, err := exec.Command(goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", tt.pkg).Output()

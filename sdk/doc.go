@@ -42,34 +42,72 @@
 // sent to its cluster with Conn.Broadcast. Any connection can Publish to a
 // topic and Subscribe to topics with a TopicHandler.
 //
+// # Tunnels
+//
+// A tunnel is an ordered, flow-controlled stream of messages to one member
+// of a cluster, for transfers too large or too long for one request. Any
+// connection builds one with Conn.Tunnel; the member's handler accepts it by
+// implementing TunnelHandler, and serves each tunnel in its own goroutine:
+//
+//	type store struct{ sdk.HandlerFunc }
+//
+//	func (store) HandleTunnel(t *sdk.Tunnel) { // the SDK closes t on return
+//		for {
+//			msg, err := t.Recv(context.Background())
+//			if err != nil {
+//				return // io.EOF: the builder closed the tunnel
+//			}
+//			save(msg)
+//		}
+//	}
+//
+// and on the builder's side:
+//
+//	t, err := conn.Tunnel(ctx, "store") // ctx's deadline bounds the build
+//	if err != nil {
+//		return err // errors.Is(err, sdk.ErrTimeout): no member accepted it
+//	}
+//	defer t.Close()
+//	err = t.Send(ctx, part) // waits while the far end is not reading
+//
+// Messages arrive whole and in order. Both directions are throttled with
+// byte credit: Send waits while the credit the daemon granted does not
+// cover the next chunk, and each tunnel buffers at most Config.TunnelWindow
+// unread bytes, returning credit to the daemon as the app reads.
+// Tunnel.NetConn gives a net.Conn view of a tunnel: a byte stream that
+// works with io.Copy, bufio and deadlines.
+//
 // # Lifecycle
 //
 // A connection runs one reader goroutine, which decodes everything the
 // daemon sends and dispatches it by opcode (replies to the waiting
 // Request, requests and broadcasts to the service's handler pools, events
-// to their subscription's pool), and one writer goroutine, which drains a
-// bounded queue and writes all that is queued in one system call. The
-// reader never waits on the writer or on a handler: deliveries beyond a
-// pool's memory limit are refused (requests with the ErrOverloaded fault)
-// and counted in Stats.
+// to their subscription's pool, tunnel chunks to their tunnel's buffer),
+// and one writer goroutine, which drains a bounded queue and writes all
+// that is queued in one system call. The reader never waits on the writer
+// or on a handler: deliveries beyond a pool's memory limit are refused
+// (requests with the ErrOverloaded fault) and counted in Stats, and tunnel
+// chunks are buffered within the credit granted to the daemon (a chunk
+// beyond it is a protocol violation). A tunnel has no goroutine of its
+// own; the handler of an inbound tunnel runs in one, which the connection
+// counts with its other handlers.
 //
 // Close is graceful, as the protocol requires: it sends CLOSE, waits for
-// the daemon's answer, waits for running handlers, then closes the socket,
-// and returns only when every goroutine of the connection has exited. A
-// connection lost otherwise fails every waiting request with an error
-// wrapping ErrClosed and closes its Done channel; Close must still be
-// called.
+// the daemon's answer (which closes the connection's tunnels too), waits
+// for running handlers, then closes the socket, and returns only when
+// every goroutine of the connection has exited. A connection lost
+// otherwise fails every waiting request, tunnel build and tunnel call with
+// an error wrapping ErrClosed and closes its Done channel; Close must
+// still be called.
 //
 // # Timeouts
 //
-// The daemon owns every timeout: it answers each request exactly once,
-// with the reply, a fault or "timed out" at the deadline. The SDK runs no
-// timer for requests: the deadline of the caller's context is sent along.
-// When that context ends first, Request returns at once and the daemon's
-// later answer is discarded on arrival.
-//
-// # Not yet
-//
-// Tunnels are not supported yet: an inbound tunnel offer is ignored and the
-// daemon fails the build.
+// The daemon owns every timeout: it answers each request and each tunnel
+// build exactly once, with the result, a fault or "timed out" at the
+// deadline. The SDK runs no timer for them: the deadline of the caller's
+// context is sent along. When that context ends first, Request or Tunnel
+// returns at once and the daemon's later answer is discarded on arrival (a
+// tunnel built meanwhile is closed). Tunnel sends and receives wait on the
+// caller's context, or on the deadlines of the Tunnel.NetConn view;
+// Tunnel.Close waits at most Config.CloseTimeout for the daemon.
 package sdk

@@ -19,8 +19,10 @@ var (
 
 	// ErrTimeout is returned by Request when the request timed out: the
 	// daemon answered it as timed out (nobody replied in time, or the
-	// cluster has no members), or the context's deadline passed first. It
-	// implements net.Error with Timeout() true, and errors.Is(ErrTimeout,
+	// cluster has no members), or the context's deadline passed first.
+	// Tunnel returns it (wrapped) when the build failed or timed out, and
+	// the tunnel calls when their context's deadline passed. It implements
+	// net.Error with Timeout() true, and errors.Is(ErrTimeout,
 	// context.DeadlineExceeded) holds.
 	ErrTimeout error = &timeoutError{}
 
@@ -32,12 +34,18 @@ var (
 	// is this error's text: the service was too busy to queue the request
 	// (see ServiceLimits). Another binding's service may send the same text.
 	ErrOverloaded = errors.New("sdk: service overloaded")
+
+	// ErrTunnelClosed is matched by the errors of Tunnel calls made after the
+	// tunnel was closed: by its Close, by the far end (Send only; Recv
+	// returns io.EOF or a *TunnelError then), or with its connection (the
+	// error then wraps ErrClosed too).
+	ErrTunnelClosed = errors.New("sdk: tunnel closed")
 )
 
 // timeoutError is the type of ErrTimeout.
 type timeoutError struct{}
 
-func (*timeoutError) Error() string   { return "sdk: request timed out" }
+func (*timeoutError) Error() string   { return "sdk: timed out" }
 func (*timeoutError) Timeout() bool   { return true }
 func (*timeoutError) Temporary() bool { return true }
 
@@ -73,6 +81,21 @@ func (e *RemoteError) Error() string { return "sdk: remote fault: " + e.Fault }
 func (e *RemoteError) Is(target error) bool {
 	return target == ErrOverloaded && e.Fault == ErrOverloaded.Error()
 }
+
+// TunnelError is returned by Tunnel.Recv, once the buffered messages are
+// drained, when the daemon closed the tunnel with a reason: the far end
+// failed or its connection was lost. It matches ErrTunnelClosed. A graceful
+// close by the far end gives io.EOF instead.
+type TunnelError struct {
+	// Reason is the daemon's explanation, as sent, never empty.
+	Reason string
+}
+
+// Error returns the reason with the SDK prefix.
+func (e *TunnelError) Error() string { return "sdk: tunnel closed by the daemon: " + e.Reason }
+
+// Is reports whether target is ErrTunnelClosed.
+func (e *TunnelError) Is(target error) bool { return target == ErrTunnelClosed }
 
 // ctxError returns the error for a call whose context ended: ErrTimeout for
 // a passed deadline, ctx.Err() otherwise.

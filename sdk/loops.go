@@ -114,12 +114,17 @@ func (c *Conn) dispatch(m *api.Message) (done bool, err error) {
 	case api.OpClose:
 		return c.handleClose(m)
 	case api.OpTunInit:
-		// An inbound tunnel offer. Tunnels are not supported yet; the daemon
-		// fails the build when the offer is not confirmed.
-		c.stats.ignored.Add(1)
+		return false, c.handleTunOffer(m)
+	case api.OpTunConfirm:
+		return false, c.handleTunConfirm(m)
+	case api.OpTunAllow:
+		return false, c.handleTunAllow(m)
+	case api.OpTunTransfer:
+		return false, c.handleTunTransfer(m)
+	case api.OpTunClose:
+		return false, c.handleTunClose(m)
 	default:
-		// INIT or DENY after the handshake, or a tunnel message for a tunnel
-		// this connection never opened.
+		// INIT or DENY after the handshake.
 		return false, fmt.Errorf("%w: unexpected %s from the daemon", api.ErrProtocol, m.Op)
 	}
 	return false, nil

@@ -46,7 +46,7 @@ func (c *Conn) Request(ctx context.Context, cluster string, request []byte) ([]b
 		return nil, fmt.Errorf("%w: request of %d bytes, limit %d",
 			ErrTooLarge, len(request), c.cfg.Limits.MaxMessageLen)
 	}
-	timeoutMs, err := c.timeoutMs(ctx)
+	timeoutMs, err := timeoutMs(ctx, c.cfg.DefaultRequestTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -82,14 +82,15 @@ func (c *Conn) Request(ctx context.Context, cluster string, request []byte) ([]b
 	}
 }
 
-// timeoutMs returns the timeout to send for a request made with ctx.
-func (c *Conn) timeoutMs(ctx context.Context) (uint64, error) {
+// timeoutMs returns the timeout to send for a request or tunnel build made
+// with ctx: its deadline, or def when it has none.
+func timeoutMs(ctx context.Context, def time.Duration) (uint64, error) {
 	if ctx.Err() != nil {
 		return 0, ctxError(ctx)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return uint64(c.cfg.DefaultRequestTimeout / time.Millisecond), nil
+		return uint64(def / time.Millisecond), nil
 	}
 	left := time.Until(deadline)
 	if left <= 0 {

@@ -48,8 +48,8 @@ type BroadcastHandler interface {
 }
 
 // Service is a registered member of a cluster: the daemon delivers to its
-// handler the requests and broadcasts sent to the cluster, balancing
-// requests among the members. Each Service has its own connection, on which
+// handler the requests and broadcasts sent to the cluster, and the tunnels
+// built to it, balancing requests and tunnels among the members. Each Service has its own connection, on which
 // it can also send requests, broadcasts and publishes (see Conn).
 type Service struct {
 	conn *Conn
@@ -81,6 +81,7 @@ func Register(ctx context.Context, cfg *Config, cluster string, handler Handler,
 	}
 	svc := &service{handler: handler, limits: lim}
 	svc.bcast, _ = handler.(BroadcastHandler)
+	svc.tunnels, _ = handler.(TunnelHandler)
 	conn, err := dial(ctx, c, cluster, svc)
 	if err != nil {
 		return nil, err
@@ -98,8 +99,9 @@ func (s *Service) Conn() *Conn { return s.conn }
 
 // Close unregisters the service and closes its connection gracefully, as
 // Conn.Close does: it sends CLOSE, waits for the daemon's answer (the
-// service has then left the cluster), waits for running handlers and the
-// writing of their replies, then closes the socket. Requests still queued
+// service has then left the cluster, and its tunnels are closed), waits
+// for running handlers and the writing of their replies, then closes the
+// socket. Requests still queued
 // for a handler when the answer arrives are still served. Close is
 // idempotent and returns once every goroutine of the service has exited;
 // it must not be called from one of the service's handlers.
@@ -116,6 +118,7 @@ func (s *Service) Err() error { return s.conn.Err() }
 type service struct {
 	handler Handler
 	bcast   BroadcastHandler // nil if handler does not implement it
+	tunnels TunnelHandler    // nil if handler does not implement it
 	limits  ServiceLimits
 	reqs    *pool
 	bcasts  *pool // nil if bcast is nil

@@ -278,17 +278,18 @@ func TestServiceBroadcast(t *testing.T) {
 	}
 }
 
-func TestServiceIgnoresTunnelOffer(t *testing.T) {
+func TestServiceWithoutTunnelHandlerRefusesOffer(t *testing.T) {
 	leakcheck.Check(t)
 	h := HandlerFunc(func(context.Context, []byte) ([]byte, error) { return []byte("ok"), nil })
 	svc, p := register(t, newRelay(t), "svc", h, nil)
 	p.send(&api.Message{Op: api.OpTunInit, ID: 3, Size: 64 << 10})
 	p.send(&api.Message{Op: api.OpRequest, ID: 1, TimeoutMs: 60000})
+	// No TUN_CONFIRM: the next message is the reply.
 	if m := p.readOp(api.OpReply); m.ID != 1 || !m.Success {
 		t.Fatalf("REPLY %+v", m)
 	}
-	if s := svc.Conn().Stats(); s.Ignored != 1 {
-		t.Fatalf("Stats %+v, want 1 ignored", s)
+	if s := svc.Conn().Stats(); s.TunnelsRefused != 1 || s.Ignored != 0 {
+		t.Fatalf("Stats %+v, want 1 tunnel refused", s)
 	}
 }
 
