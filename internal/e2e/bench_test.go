@@ -67,7 +67,7 @@ func BenchmarkRequest(b *testing.B) {
 type eventCounter struct{ n atomic.Int64 }
 
 func (c *eventCounter) HandleRequest(ctx context.Context, r []byte) ([]byte, error) { return r, nil }
-func (c *eventCounter) HandleBroadcast([]byte)                                     { c.n.Add(1) }
+func (c *eventCounter) HandleBroadcast([]byte)                                      { c.n.Add(1) }
 
 // paced sends b.N messages with send, keeping at most window of them ahead
 // of the slowest receiver, so the rate measured is one the receivers keep

@@ -32,6 +32,7 @@ var rules = []struct {
 	{"daemon", []string{"sdk"}, "the daemon serves apps; it is not one"},
 	{"cmd/irisd", []string{"sdk"}, "irisd serves apps; it is not one"},
 	{"examples/echo", []string{"crypto", "overlay", "cluster", "relay", "daemon", "internal/leakcheck"}, "examples use the SDK only"},
+	{"cmd/iris", []string{"crypto", "overlay", "cluster", "relay", "daemon"}, "the CLI is an app: it talks to irisd through the SDK"},
 }
 
 func deps(t *testing.T, pkg string) []string {
