@@ -27,6 +27,8 @@ func TestDependencies(t *testing.T) {
 		{"github.com/iris-mesh/iris/sdk", []string{mod + "api", mod + "sdk"}},
 		{"github.com/iris-mesh/iris/examples/echo", []string{mod + "api", mod + "sdk", mod + "examples/echo"}},
 		{"github.com/iris-mesh/iris/examples/tunnelcopy", []string{mod + "api", mod + "sdk", mod + "examples/tunnelcopy"}},
+		{"github.com/iris-mesh/iris/examples/chat", []string{mod + "api", mod + "sdk", mod + "examples/chat"}},
+		{"github.com/iris-mesh/iris/examples/broadcast", []string{mod + "api", mod + "sdk", mod + "examples/broadcast"}},
 	}
 	for _, tt := range tests {
 		out, err := exec.Command(goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", tt.pkg).Output()
