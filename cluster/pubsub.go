@@ -1,10 +1,6 @@
 package cluster
 
-import (
-	"slices"
-
-	"github.com/iris-mesh/iris/overlay"
-)
+import "github.com/iris-mesh/iris/overlay"
 
 // Subscriber receives the events of a topic. HandleEvent is called from
 // daemon goroutines and must not block: the subscriber drops and counts
@@ -37,7 +33,7 @@ func (n *Node) Subscribe(topic string, s Subscriber) (*Subscription, error) {
 	if n.closed {
 		return nil, ErrClosed
 	}
-	n.subs[topic] = append(slices.Clip(n.subs[topic]), sub)
+	cowAdd(n.subs, topic, sub)
 	n.markDirtyLocked()
 	return &Subscription{n: n, sub: sub}, nil
 }
@@ -50,18 +46,9 @@ func (s *Subscription) Close() {
 	n := s.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	list := n.subs[s.sub.topic]
-	i := slices.Index(list, s.sub)
-	if i < 0 {
-		return
+	if cowRemove(n.subs, s.sub.topic, s.sub) {
+		n.markDirtyLocked()
 	}
-	list = slices.Delete(slices.Clone(list), i, i+1)
-	if len(list) == 0 {
-		delete(n.subs, s.sub.topic)
-	} else {
-		n.subs[s.sub.topic] = list
-	}
-	n.markDirtyLocked()
 }
 
 // Broadcast delivers msg to every member of cluster: local members directly,

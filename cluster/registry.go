@@ -55,7 +55,7 @@ func (n *Node) Register(cluster string, m Member, capacity int) (*Registration, 
 	if n.closed {
 		return nil, ErrClosed
 	}
-	n.local[cluster] = append(slices.Clip(n.local[cluster]), mem)
+	cowAdd(n.local, cluster, mem)
 	n.rebuildLocked(cluster)
 	n.markDirtyLocked()
 	return &Registration{n: n, m: mem}, nil
@@ -69,19 +69,32 @@ func (r *Registration) Close() {
 	n := r.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	list := n.local[r.m.cluster]
-	i := slices.Index(list, r.m)
+	if cowRemove(n.local, r.m.cluster, r.m) {
+		n.rebuildLocked(r.m.cluster)
+		n.markDirtyLocked()
+	}
+}
+
+// cowAdd appends v to m[k] in a new array: readers that took m[k] under the
+// lock keep iterating their own copy without it.
+func cowAdd[T any](m map[string][]T, k string, v T) {
+	m[k] = append(slices.Clip(m[k]), v)
+}
+
+// cowRemove removes v from m[k] likewise, deleting the key when nothing is
+// left. It reports whether v was there.
+func cowRemove[T comparable](m map[string][]T, k string, v T) bool {
+	list := m[k]
+	i := slices.Index(list, v)
 	if i < 0 {
-		return
+		return false
 	}
-	list = slices.Delete(slices.Clone(list), i, i+1)
-	if len(list) == 0 {
-		delete(n.local, r.m.cluster)
+	if len(list) == 1 {
+		delete(m, k)
 	} else {
-		n.local[r.m.cluster] = list
+		m[k] = slices.Delete(slices.Clone(list), i, i+1)
 	}
-	n.rebuildLocked(r.m.cluster)
-	n.markDirtyLocked()
+	return true
 }
 
 // remoteNode is what this daemon knows of another daemon's interests.
