@@ -161,20 +161,32 @@ func (l *link) writeLoop() error {
 	}
 }
 
-// readLoop reads records, decrypts each in place into its own buffer and
-// hands out frames as slices of it: one allocation per record, none per
-// frame, unless a frame spans records.
+// copyBelow is the frame size under which the reader hands out a copy
+// rather than a slice of the record: a small frame held long by a slow
+// consumer would otherwise pin its whole record (up to 64 KiB). Larger
+// frames are sliced in place, pinning at most 16 times their size.
+const copyBelow = 4 << 10
+
+// readLoop reads records and decrypts each in place. Frames of copyBelow
+// bytes or more are handed out as slices of the record (no copy); smaller
+// ones as copies, and a record none of whose frames was sliced is reused
+// for the next one, so small frames cost one small allocation each and
+// large ones none.
 func (l *link) readLoop() error {
 	o := l.p.o
 	br := bufio.NewReaderSize(l.conn, readBufferSize)
 	fp := frameParser{max: o.cfg.MaxFrameSize, deliver: l.deliver}
+	var buf []byte
 	for {
 		var rh [crypto.RecordHeaderSize]byte
 		if _, err := io.ReadFull(br, rh[:]); err != nil {
 			return err
 		}
 		n := int(binary.BigEndian.Uint16(rh[:]))
-		rec := make([]byte, n)
+		if cap(buf) < n {
+			buf = make([]byte, max(n, 16<<10))
+		}
+		rec := buf[:n]
 		if _, err := io.ReadFull(br, rec); err != nil {
 			return err
 		}
@@ -183,18 +195,24 @@ func (l *link) readLoop() error {
 			return err
 		}
 		o.stats.bytesIn.Add(uint64(n + crypto.RecordHeaderSize))
+		fp.retained = false
 		if err := fp.feed(plain); err != nil {
 			return err
+		}
+		if fp.retained {
+			buf = nil // a delivered frame holds it
 		}
 	}
 }
 
 // frameParser splits a link's plaintext stream into frames. Frames that lie
-// inside one fed chunk are delivered as slices of it; a frame spanning
-// chunks is assembled in a buffer allocated once its length is checked.
+// inside one fed chunk are delivered as slices of it when large, as copies
+// when small (see copyBelow); a frame spanning chunks is assembled in a
+// buffer allocated once its length is checked.
 type frameParser struct {
-	max     int
-	deliver func(kind byte, payload []byte)
+	max      int
+	deliver  func(kind byte, payload []byte)
+	retained bool // a slice of the last chunk fed was delivered
 
 	hdr  [frameHeaderSize]byte
 	hdrN int
@@ -202,7 +220,8 @@ type frameParser struct {
 	asm  []byte // body of a frame spanning chunks; nil when not assembling
 }
 
-// feed consumes one chunk of the stream. The parser keeps slices of chunk.
+// feed consumes one chunk of the stream. Unless it sets retained, the
+// parser keeps no reference to chunk.
 func (fp *frameParser) feed(chunk []byte) error {
 	for len(chunk) > 0 {
 		if fp.asm != nil {
@@ -226,7 +245,13 @@ func (fp *frameParser) feed(chunk []byte) error {
 			return fmt.Errorf("%w: frame of %d bytes exceeds limit %d", errBadFrame, fp.want, fp.max)
 		}
 		if len(chunk) >= fp.want {
-			fp.deliver(fp.hdr[0], chunk[:fp.want:fp.want])
+			body := chunk[:fp.want:fp.want]
+			if fp.want < copyBelow {
+				body = append([]byte(nil), body...)
+			} else {
+				fp.retained = true
+			}
+			fp.deliver(fp.hdr[0], body)
 			chunk = chunk[fp.want:]
 			fp.hdrN = 0
 			continue
