@@ -22,7 +22,7 @@ import (
 const (
 	flushSize  = 64 << 10
 	maxKeptBuf = 1 << 20
-	maxKeptQ   = 1024 // likewise for the writer's batch slice, in messages
+	minKeptQ   = 1024 // the writer keeps batch slices up to max(this, SendQueueLen) messages
 )
 
 // errAppClose ends the read loop when the app sends CLOSE.
@@ -283,6 +283,10 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	buf := make([]byte, 0, flushSize)
 	var batch []outMsg
+	// Batches up to the normal queue length are recycled: a busy connection
+	// then queues without growing slices (outMsg is ~160 bytes), and only a
+	// burst beyond it costs a new one.
+	keep := max(minKeptQ, c.srv.cfg.SendQueueLen)
 	for {
 		var ok bool
 		batch, ok = c.q.take(batch)
@@ -293,7 +297,7 @@ func (c *conn) writeLoop() {
 		var err error
 		buf, err = c.writeBatch(buf, batch)
 		clear(batch) // drop the payloads
-		if cap(batch) > maxKeptQ {
+		if cap(batch) > keep {
 			batch = nil
 		}
 		if cap(buf) > maxKeptBuf {
