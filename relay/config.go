@@ -84,6 +84,11 @@ type Config struct {
 	// MaxTunnels bounds the tunnels (open, being built, or offered) per
 	// connection. Default 65536. An idle tunnel costs a few hundred bytes.
 	MaxTunnels int
+
+	// MaxConns bounds the app connections open at once; more are closed as
+	// soon as they are accepted (and counted). Default 16384. Each costs two
+	// goroutines and its buffers, some tens of KiB when idle.
+	MaxConns int
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -102,6 +107,7 @@ func DefaultConfig() *Config {
 		TunnelConfirmTimeout: 3 * time.Second,
 		TunnelQueueBytes:     16 << 20,
 		MaxTunnels:           65536,
+		MaxConns:             16384,
 	}
 }
 
@@ -133,6 +139,8 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: TunnelQueueBytes must be at least TunnelChunkLimit")
 	case c.MaxTunnels < 1:
 		return errors.New("relay: config: MaxTunnels must be positive")
+	case c.MaxConns < 1:
+		return errors.New("relay: config: MaxConns must be positive")
 	}
 	return nil
 }

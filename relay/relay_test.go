@@ -671,3 +671,23 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal("New without a node succeeded")
 	}
 }
+
+// TestMaxConns: past MaxConns a new connection is closed at once and
+// counted; the open ones keep working, and a slot freed is usable again.
+func TestMaxConns(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, func(c *relay.Config) { c.MaxConns = 2 })
+	svc := connect(t, d, "svc")
+	cli := connect(t, d, "")
+	extra := dial(t, d)
+	extra.expectClosed()
+	if st := d.srv.Stats(); st.RefusedConns != 1 {
+		t.Fatalf("RefusedConns = %d, want 1", st.RefusedConns)
+	}
+	roundTrip(t, cli, svc, "svc", 1)
+	cli.send(api.Message{Op: api.OpClose})
+	cli.expectOp(api.OpClose)
+	waitFor(t, "the slot to free", func() bool { return d.srv.Stats().Conns == 1 })
+	again := connect(t, d, "")
+	roundTrip(t, again, svc, "svc", 2)
+}

@@ -171,6 +171,13 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		}
 		backoff = 0
 		c, err := s.track(nc)
+		if errors.Is(err, errTooManyConns) {
+			if ok, suppressed := s.warnGate.allow(); ok {
+				s.log.Warn().Int("max_conns", s.cfg.MaxConns).Int("suppressed", suppressed).
+					Msg("refused an app connection: too many open")
+			}
+			continue
+		}
 		if err != nil {
 			return // closing; track closed nc
 		}
@@ -201,12 +208,20 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 
 // track registers a new connection, or closes nc and fails once the Server
 // is closing.
+// errTooManyConns refuses a connection beyond Config.MaxConns.
+var errTooManyConns = errors.New("relay: too many app connections")
+
 func (s *Server) track(nc net.Conn) (*conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		nc.Close()
 		return nil, ErrClosed
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		nc.Close()
+		s.stats.refusedConns.Add(1)
+		return nil, errTooManyConns
 	}
 	s.nextID++
 	c := newConn(s, nc, s.nextID)

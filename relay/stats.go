@@ -13,6 +13,7 @@ type Stats struct {
 	Services int // connections registered as services now (gauge)
 
 	Accepted          uint64 // connections served
+	RefusedConns      uint64 // connections closed at once because MaxConns were open
 	Denied            uint64 // handshakes refused with DENY (version, bad cluster name)
 	HandshakeFailures uint64 // connections closed before a valid INIT (timeout, bad magic, garbage)
 	Violations        uint64 // connections closed for breaking the protocol after the handshake
@@ -33,6 +34,7 @@ type Stats struct {
 type counters struct {
 	conns, services                                atomic.Int64
 	accepted, denied, handshakeFailures, violation atomic.Uint64
+	refusedConns                                   atomic.Uint64
 	msgsIn, msgsOut, bytesOut                      atomic.Uint64
 	droppedBroadcasts, droppedEvents               atomic.Uint64
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
@@ -43,6 +45,7 @@ func (c *counters) snapshot() Stats {
 		Conns:             int(c.conns.Load()),
 		Services:          int(c.services.Load()),
 		Accepted:          c.accepted.Load(),
+		RefusedConns:      c.refusedConns.Load(),
 		Denied:            c.denied.Load(),
 		HandshakeFailures: c.handshakeFailures.Load(),
 		Violations:        c.violation.Load(),
