@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/iris-mesh/iris/internal/netns"
+	"github.com/iris-mesh/iris/sdk"
 )
 
 // TestHostsInNamespaces runs irisd on three hosts, each in a network
@@ -67,5 +73,119 @@ func TestHostsInNamespaces(t *testing.T) {
 		waitFor(t, 10*time.Second, procs[i].name+" sees host 2 left", func() bool {
 			return procs[i].sees([]string{nw.Hosts[1].Name}, "left")
 		})
+	}
+}
+
+// TestPartitionFaultsRequests: three hosts; cluster "work" has a member on
+// host 2 (answers) and one on host 3 (holds what it gets). A client on
+// host 1 keeps requests flowing with 60 s deadlines; host 3 is cut off the
+// network without a word (no RST, unlike a killed process). The requests
+// held on host 3 are faulted once failure detection gives up on it, long
+// before their deadline, and every request is answered exactly once.
+func TestPartitionFaultsRequests(t *testing.T) {
+	needBinary(t)
+	if why := netns.Available(); why != "" {
+		t.Skip(why)
+	}
+	nw := netns.New(t, 3)
+	keyFile, _ := writeKey(t, t.TempDir(), "net.key")
+	var procs []*proc
+	for i, h := range nw.Hosts {
+		args := []string{"-net", "part", "-key", keyFile, "-node", h.Name,
+			"-listen", h.IP + ":55556", "-status", "127.0.0.1:55580"}
+		if i > 0 {
+			args = append(args, "-join", nw.Hosts[0].IP)
+		}
+		p := startCmd(t, h.Command(irisdBin, args...), h.Name, "127.0.0.1:55580", nil)
+		p.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: h.Dial}}
+		procs = append(procs, p)
+	}
+	sdkCfg := func(h *netns.Host) *sdk.Config {
+		c := sdk.DefaultConfig()
+		c.Dial = h.Dial // the relay listens on the host's own loopback
+		return c
+	}
+	for _, p := range procs {
+		waitFor(t, 10*time.Second, p.name+"'s status", func() bool { _, ok := p.getStatus(); return ok })
+	}
+	ctx := context.Background()
+	answer := sdk.HandlerFunc(func(ctx context.Context, req []byte) ([]byte, error) { return req, nil })
+	hold := make(chan struct{})
+	defer close(hold)
+	var held atomic.Int64
+	holding := sdk.HandlerFunc(func(ctx context.Context, req []byte) ([]byte, error) {
+		held.Add(1)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("unreachable")
+	})
+	lim := sdk.DefaultServiceLimits()
+	lim.RequestThreads = 64
+	for _, s := range []struct {
+		h *netns.Host
+		h2 sdk.Handler
+	}{{nw.Hosts[1], answer}, {nw.Hosts[2], holding}} {
+		svc, err := sdk.Register(ctx, sdkCfg(s.h), "work", s.h2, &lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+	}
+	client, err := sdk.Connect(ctx, sdkCfg(nw.Hosts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	waitFor(t, 10*time.Second, "host 1 to know both members", func() bool {
+		st, ok := procs[0].getStatus()
+		return ok && st.members("work") == 2
+	})
+
+	var sent, ok, faults, timeouts atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case sem <- struct{}{}:
+			}
+			sent.Add(1)
+			wg.Go(func() {
+				defer func() { <-sem }()
+				rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+				defer cancel()
+				_, err := client.Request(rctx, "work", []byte(fmt.Sprint(i)))
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, sdk.ErrTimeout):
+					timeouts.Add(1)
+				default:
+					faults.Add(1)
+				}
+			})
+		}
+	})
+	waitFor(t, 10*time.Second, "requests held on host 3", func() bool { return held.Load() >= 16 && ok.Load() >= 500 })
+	cut := time.Now()
+	nw.Hosts[2].SetLink(false)
+	waitFor(t, 30*time.Second, "the held requests to be faulted", func() bool { return faults.Load() > 0 })
+	faultedAfter := time.Since(cut)
+	okAfter := ok.Load()
+	waitFor(t, 10*time.Second, "host 2 to serve after the cut", func() bool { return ok.Load() >= okAfter+500 })
+	close(stop)
+	wg.Wait()
+	t.Logf("sent %d: %d answered, %d faulted (first %v after the cut), %d timed out",
+		sent.Load(), ok.Load(), faults.Load(), faultedAfter.Round(time.Millisecond), timeouts.Load())
+	if got := ok.Load() + faults.Load() + timeouts.Load(); got != sent.Load() {
+		t.Fatalf("%d requests sent, %d answered", sent.Load(), got)
+	}
+	if timeouts.Load() != 0 {
+		t.Fatalf("%d requests waited for their 60 s deadline", timeouts.Load())
 	}
 }
