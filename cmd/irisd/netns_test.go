@@ -124,7 +124,7 @@ func TestPartitionFaultsRequests(t *testing.T) {
 	lim := sdk.DefaultServiceLimits()
 	lim.RequestThreads = 64
 	for _, s := range []struct {
-		h *netns.Host
+		h  *netns.Host
 		h2 sdk.Handler
 	}{{nw.Hosts[1], answer}, {nw.Hosts[2], holding}} {
 		svc, err := sdk.Register(ctx, sdkCfg(s.h), "work", s.h2, &lim)
