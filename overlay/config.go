@@ -81,6 +81,19 @@ type Config struct {
 	// Default 5s.
 	DialTimeout time.Duration
 
+	// KeepaliveInterval is how long a data link's writer may stay idle
+	// before it sends an empty heartbeat frame. Default 500ms.
+	KeepaliveInterval time.Duration
+
+	// KeepaliveTimeout closes a data link that received nothing (not even a
+	// heartbeat) for this long: the peer or the path is gone even if TCP has
+	// not noticed, as in a partition. Upper layers are told at once (so
+	// requests in flight there fail) and the peer shows as suspect until a
+	// link works again or failure detection decides. Default 3s; it must be
+	// well above KeepaliveInterval. Lower detects sooner; too low closes
+	// links of peers that are merely starved of CPU.
+	KeepaliveTimeout time.Duration
+
 	// Gossip tunes failure detection. Default LANGossip().
 	Gossip GossipConfig
 }
@@ -142,6 +155,8 @@ func DefaultConfig() *Config {
 		HandshakeTimeout:     5 * time.Second,
 		MaxPendingHandshakes: 128,
 		DialTimeout:          5 * time.Second,
+		KeepaliveInterval:    500 * time.Millisecond,
+		KeepaliveTimeout:     3 * time.Second,
 		Gossip:               LANGossip(),
 	}
 }
@@ -167,6 +182,8 @@ func (c *Config) Validate() error {
 		return errors.New("overlay: config: SendQueueLen must be positive and SendQueueBytes at least MaxFrameSize")
 	case c.HandshakeTimeout <= 0 || c.DialTimeout <= 0:
 		return errors.New("overlay: config: HandshakeTimeout and DialTimeout must be positive")
+	case c.KeepaliveInterval <= 0 || c.KeepaliveTimeout < 2*c.KeepaliveInterval:
+		return errors.New("overlay: config: KeepaliveInterval must be positive and KeepaliveTimeout at least twice it")
 	case c.MaxPendingHandshakes < 1:
 		return errors.New("overlay: config: MaxPendingHandshakes must be positive")
 	case c.Gossip.ProbeInterval <= 0 || c.Gossip.ProbeTimeout <= 0 || c.Gossip.SuspicionMult < 1 ||

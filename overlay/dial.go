@@ -122,6 +122,7 @@ func (o *Overlay) acceptLink(sc *secureConn) {
 		old.close(errors.New("replaced by a new inbound link"))
 	}
 	o.log.Debug().Str("peer", h.ID).Msg("data link up (inbound)")
+	o.setSuspect(h.ID, false)
 	p.signalLinkUp()
 	if !o.goIfOpen(l.run) {
 		l.close(ErrClosed)
@@ -150,8 +151,8 @@ func (p *peer) signalLinkUp() {
 }
 
 // dialLoop establishes a link while frames wait. After a failure it drops
-// the queued frames, tells the delegate, and retries with backoff only if
-// new frames arrived meanwhile.
+// the queued frames, tells the delegate, and retries with backoff if new
+// frames arrived meanwhile or the peer is suspect.
 func (p *peer) dialLoop() {
 	o := p.o
 	backoff := 50 * time.Millisecond
@@ -205,7 +206,9 @@ func (p *peer) dialLoop() {
 		}
 		backoff = min(2*backoff, time.Second)
 		p.mu.Lock()
-		if !p.queued() || p.link != nil {
+		// Keep dialing while frames wait, or while the peer is suspect: a
+		// new link is what clears the suspicion.
+		if p.link != nil || (!p.queued() && !o.suspected(p.id)) {
 			p.dialing = false
 			p.mu.Unlock()
 			return
@@ -258,6 +261,7 @@ func (p *peer) dialOnce(addr string) (up bool, err error) {
 	p.hasLink.Store(true)
 	p.mu.Unlock()
 	o.log.Debug().Str("peer", p.id).Msg("data link up (outbound)")
+	o.setSuspect(p.id, false)
 	if !o.goIfOpen(l.run) {
 		l.close(ErrClosed)
 		o.linkClosed(l)

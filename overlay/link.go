@@ -16,7 +16,8 @@ import (
 
 // Frame kinds inside a link's plaintext stream. ONLY APPEND.
 const (
-	frameApp byte = 'F' // an upper-layer frame
+	frameApp       byte = 'F' // an upper-layer frame
+	frameHeartbeat byte = 'H' // empty; sent by a writer idle for KeepaliveInterval
 )
 
 const (
@@ -49,7 +50,8 @@ type link struct {
 	closeOnce  sync.Once
 	closeCh    chan struct{}
 	writerDone chan struct{}
-	err        error // first error; set before closeCh is closed
+	err        error       // first error; set before closeCh is closed
+	silent     atomic.Bool // closed because the peer went silent
 }
 
 func newLink(p *peer, conn net.Conn, sess *crypto.Session, outbound bool) *link {
@@ -130,10 +132,29 @@ func (l *link) writeLoop() error {
 		}
 		return nil
 	}
+	// A writer idle for KeepaliveInterval sends an empty heartbeat frame, so
+	// the far reader hears from this end at least that often (see readLoop).
+	idle := time.NewTimer(p.o.cfg.KeepaliveInterval)
+	defer idle.Stop()
 	for {
-		f, ok := p.next(l.closeCh)
+		f, ok, beat := p.next(l.closeCh, idle.C)
 		if !ok {
 			return nil
+		}
+		if beat {
+			hdr[0] = frameHeartbeat
+			binary.BigEndian.PutUint32(hdr[1:], 0)
+			if err := put(hdr[:]); err != nil {
+				return err
+			}
+			if err := seal(); err != nil {
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			idle.Reset(p.o.cfg.KeepaliveInterval)
+			continue
 		}
 		for {
 			hdr[0] = frameApp
@@ -158,6 +179,13 @@ func (l *link) writeLoop() error {
 		if err := flush(); err != nil {
 			return err
 		}
+		if !idle.Stop() {
+			select { // drain a tick that fired meanwhile
+			case <-idle.C:
+			default:
+			}
+		}
+		idle.Reset(p.o.cfg.KeepaliveInterval)
 	}
 }
 
@@ -178,8 +206,16 @@ func (l *link) readLoop() error {
 	fp := frameParser{max: o.cfg.MaxFrameSize, deliver: l.deliver}
 	var buf []byte
 	for {
+		// The far writer sends at least a heartbeat every KeepaliveInterval:
+		// silence for KeepaliveTimeout means the peer or the path is gone,
+		// even when TCP has not noticed (a partition sends no RST).
+		_ = l.conn.SetReadDeadline(time.Now().Add(o.cfg.KeepaliveTimeout))
 		var rh [crypto.RecordHeaderSize]byte
 		if _, err := io.ReadFull(br, rh[:]); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				l.silent.Store(true)
+				return fmt.Errorf("no traffic from the peer for %v: %w", o.cfg.KeepaliveTimeout, err)
+			}
 			return err
 		}
 		n := int(binary.BigEndian.Uint16(rh[:]))
@@ -265,7 +301,12 @@ var errBadFrame = errors.New("overlay: bad frame")
 
 func (l *link) deliver(kind byte, payload []byte) {
 	o := l.p.o
-	if kind != frameApp {
+	switch kind {
+	case frameApp:
+	case frameHeartbeat:
+		o.stats.heartbeatsIn.Add(1)
+		return
+	default:
 		o.stats.framesSkipped.Add(1) // from a newer peer; skip, as derp does
 		return
 	}
@@ -300,21 +341,23 @@ func newPeer(o *Overlay, id, addr string) *peer {
 	}
 }
 
-// next blocks for the next frame, control first. It returns false when stop
-// is closed.
-func (p *peer) next(stop <-chan struct{}) (qframe, bool) {
+// next blocks for the next frame, control first. It returns ok=false when
+// stop is closed, and beat=true (no frame) when idle fires first.
+func (p *peer) next(stop <-chan struct{}, idle <-chan time.Time) (f qframe, ok, beat bool) {
 	if f, ok := p.poll(); ok {
-		return f, true
+		return f, true, false
 	}
 	select {
 	case f := <-p.ctrl:
 		p.queuedBytes.Add(-int64(f.size()))
-		return f, true
+		return f, true, false
 	case f := <-p.bulk:
 		p.queuedBytes.Add(-int64(f.size()))
-		return f, true
+		return f, true, false
+	case <-idle:
+		return qframe{}, true, true
 	case <-stop:
-		return qframe{}, false
+		return qframe{}, false, false
 	}
 }
 

@@ -299,12 +299,50 @@ func (o *Overlay) linkClosed(l *link) {
 			o.stats.framesDropped.Add(uint64(n))
 		}
 		o.log.Debug().Str("peer", p.id).Err(l.err).Msg("data link down")
+		if l.silent.Load() {
+			o.log.Warn().Str("peer", p.id).Dur("silent_for", o.cfg.KeepaliveTimeout).
+				Msg("data link closed: the peer went silent; suspect until a link works again")
+			o.setSuspect(p.id, true)
+			p.ensureDial() // probe: a working link clears the suspicion
+		}
 	}
 	o.stats.linkDowns.Add(1)
 	o.events.linkDown(p.id)
 	if current && p.queued() {
 		p.ensureDial()
 	}
+}
+
+// setSuspect marks an alive peer suspect (its data link went silent), or
+// a suspect one alive again (a link to it came up). Membership changes
+// from gossip override it either way.
+func (o *Overlay) setSuspect(id string, suspect bool) {
+	from, to := StateAlive, StateSuspect
+	if !suspect {
+		from, to = StateSuspect, StateAlive
+	}
+	o.mu.Lock()
+	m := o.members[id]
+	changed := m != nil && m.State == from && !o.closed
+	if changed {
+		m.State, m.since = to, time.Now()
+	}
+	var p Peer
+	if changed {
+		p = m.Peer
+	}
+	o.mu.Unlock()
+	if changed {
+		o.events.peer(p)
+	}
+}
+
+// suspected reports whether peer id is marked suspect.
+func (o *Overlay) suspected(id string) bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	m := o.members[id]
+	return m != nil && m.State == StateSuspect
 }
 
 // remove forgets the peer: its link closes and its queue is dropped.
@@ -428,6 +466,7 @@ type Stats struct {
 	FramesOut, FramesIn, FramesDropped, FramesSkipped uint64
 	BytesOut, BytesIn                                 uint64
 	LinkDowns                                         uint64
+	HeartbeatsIn                                      uint64 // heartbeat frames from idle peers
 	HandshakesRefused, ConnsRefusedBusy               uint64
 	Links                                             int
 }
@@ -435,6 +474,7 @@ type Stats struct {
 type counters struct {
 	framesOut, framesIn, framesDropped, framesSkipped atomic.Uint64
 	bytesOut, bytesIn, linkDowns                      atomic.Uint64
+	heartbeatsIn                                      atomic.Uint64
 }
 
 // Stats returns the overlay's counters.
@@ -444,6 +484,7 @@ func (o *Overlay) Stats() Stats {
 		FramesDropped: o.stats.framesDropped.Load(), FramesSkipped: o.stats.framesSkipped.Load(),
 		BytesOut: o.stats.bytesOut.Load(), BytesIn: o.stats.bytesIn.Load(),
 		LinkDowns:         o.stats.linkDowns.Load(),
+		HeartbeatsIn:      o.stats.heartbeatsIn.Load(),
 		HandshakesRefused: o.tr.refusedAuth.Load(), ConnsRefusedBusy: o.tr.refusedFull.Load(),
 	}
 	o.mu.RLock()

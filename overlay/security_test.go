@@ -23,7 +23,17 @@ type tap struct {
 	mu       sync.Mutex
 	tcpBytes bytes.Buffer
 	udpBytes bytes.Buffer
+
+	// gate holds TCP bytes while write-locked (see freeze): the path goes
+	// silent without closing anything, as in a partition.
+	gate sync.RWMutex
 }
+
+// freeze holds every TCP byte crossing the tap until thaw.
+func (tp *tap) freeze() { tp.gate.Lock() }
+
+// thaw lets held TCP bytes through again.
+func (tp *tap) thaw() { tp.gate.Unlock() }
 
 func newTap(t *testing.T) *tap {
 	t.Helper()
@@ -82,10 +92,13 @@ func (tp *tap) pipe(c net.Conn) {
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
+				tp.gate.RLock()
 				tp.mu.Lock()
 				tp.tcpBytes.Write(buf[:n])
 				tp.mu.Unlock()
-				if _, werr := dst.Write(buf[:n]); werr != nil {
+				_, werr := dst.Write(buf[:n])
+				tp.gate.RUnlock()
+				if werr != nil {
 					break
 				}
 			}
@@ -298,5 +311,61 @@ func TestBadFrameClosesOnlyThatLink(t *testing.T) {
 				return false
 			}
 		}
+	})
+}
+
+// TestSilentLinkIsSuspect: a data link that stops carrying bytes without
+// closing (a partition: no RST) is closed after KeepaliveTimeout, the
+// delegate is told, and the peer shows as suspect while gossip still says
+// alive; once the path works again a new link makes it alive.
+func TestSilentLinkIsSuspect(t *testing.T) {
+	keep := func(c *Config) {
+		c.KeepaliveInterval = 50 * time.Millisecond
+		c.KeepaliveTimeout = 400 * time.Millisecond
+	}
+	tapA, tapB := newTap(t), newTap(t)
+	a := newTestNode(t, "test-net", testKey, func(c *Config) { keep(c); c.AdvertiseAddr = tapA.addr() })
+	b := newTestNode(t, "test-net", testKey, func(c *Config) { keep(c); c.AdvertiseAddr = tapB.addr() })
+	tapA.start(a.tr.tcp.Addr().String())
+	tapB.start(b.tr.tcp.Addr().String())
+	if _, err := a.Join([]string{tapB.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "join", func() bool {
+		p, ok := a.Peer(b.ID())
+		return ok && p.State == StateAlive
+	})
+	if err := a.Send(b.ID(), Bulk, nil, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	recvN(t, b, 1)
+	// Idle but healthy: heartbeats keep the link up across several timeouts.
+	downs, beats := a.stats.linkDowns.Load(), a.Stats().HeartbeatsIn
+	waitFor(t, 5*time.Second, "heartbeats over three timeouts' worth of idleness", func() bool {
+		return a.Stats().HeartbeatsIn >= beats+24
+	})
+	if a.stats.linkDowns.Load() != downs {
+		t.Fatal("an idle, healthy link was closed")
+	}
+
+	tapA.freeze()
+	tapB.freeze()
+	waitFor(t, 5*time.Second, "a to suspect b", func() bool {
+		p, _ := a.Peer(b.ID())
+		st, _ := a.rec.peerState(b.ID())
+		return p.State == StateSuspect && st == StateSuspect
+	})
+	a.rec.mu.Lock()
+	told := a.rec.linkDowns[b.ID()]
+	a.rec.mu.Unlock()
+	if told == 0 {
+		t.Fatal("the delegate was not told the link went down")
+	}
+	tapA.thaw()
+	tapB.thaw()
+	waitFor(t, 10*time.Second, "b alive again after a new link", func() bool {
+		_ = a.Send(b.ID(), Bulk, nil, []byte("again"))
+		p, _ := a.Peer(b.ID())
+		return p.State == StateAlive
 	})
 }
