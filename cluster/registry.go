@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -227,6 +228,13 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	}
 	zoneChanged := r.zone != p.Zone
 	r.zone = p.Zone
+	if p.State == overlay.StateSuspect {
+		// Its link went silent: avoid it until it is alive again (a frame
+		// from it, or the overlay's word) rather than for UnhealthyFor.
+		r.unhealthy.Store(math.MaxInt64)
+	} else {
+		r.markHealthy()
+	}
 	if zoneChanged {
 		n.rebuildForLocked(r.tbl)
 	}
