@@ -182,6 +182,12 @@ func (c *Config) overlayConfig(del overlay.Delegate) *overlay.Config {
 	oc.Logger = c.Logger
 	oc.Delegate = del
 	oc.Gossip = c.Gossip
+	if c.Relay != nil {
+		// A frame between daemons carries one app message plus headers.
+		need := c.Relay.Limits.MaxMessageLen + 256<<10
+		oc.MaxFrameSize = max(oc.MaxFrameSize, need)
+		oc.SendQueueBytes = max(oc.SendQueueBytes, 4*oc.MaxFrameSize)
+	}
 	return oc
 }
 

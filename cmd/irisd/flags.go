@@ -9,9 +9,11 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/iris-mesh/iris/cluster"
 	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/daemon"
 	"github.com/iris-mesh/iris/overlay"
+	"github.com/iris-mesh/iris/relay"
 )
 
 // Environment variables read when the matching flag is not given (and
@@ -44,6 +46,8 @@ type rawFlags struct {
 	join, status, zone, node, gossip    string
 	logLevel                            string
 	relay                               int
+	maxMessage, appQueue, maxApps       int
+	memberCapacity                      int
 }
 
 const usageText = `Usage:
@@ -76,6 +80,10 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.StringVar(&r.node, "node", "", "node `ID`, unique in the network (default: host name plus a random suffix)")
 	fs.StringVar(&r.gossip, "gossip", "lan", "failure-detection timers: `lan` (a silent daemon is declared dead after about 5-25 s) or local (about 1-4 s; loopback tests)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	fs.IntVar(&r.maxMessage, "max-message", 0, "largest app message in `BYTES` (a larger one closes that app's connection; default 16 MiB)")
+	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")
+	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
+	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
 	return fs
 }
 
@@ -142,6 +150,36 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	if r.relay < 0 || r.relay > 65535 {
 		return fmt.Errorf("-relay %d: want a port in 1..65535, or 0 to disable", r.relay)
 	}
+	return r.applyLimits(c)
+}
+
+// applyLimits sets the limits given as flags; 0 keeps each default.
+func (r *rawFlags) applyLimits(c *daemon.Config) error {
+	for name, v := range map[string]int{"-max-message": r.maxMessage, "-app-queue": r.appQueue,
+		"-max-apps": r.maxApps, "-member-capacity": r.memberCapacity} {
+		if v < 0 {
+			return fmt.Errorf("%s %d: want a positive number", name, v)
+		}
+	}
+	rc := relay.DefaultConfig()
+	if r.maxMessage > 0 {
+		if r.maxMessage > 1<<30 {
+			return fmt.Errorf("-max-message %d: at most 1 GiB", r.maxMessage)
+		}
+		rc.Limits.MaxMessageLen = r.maxMessage
+	}
+	if r.appQueue > 0 {
+		rc.SendQueueLen = r.appQueue
+	}
+	if r.maxApps > 0 {
+		rc.MaxConns = r.maxApps
+	}
+	c.Relay = rc
+	cc := cluster.DefaultConfig()
+	if r.memberCapacity > 0 {
+		cc.MemberCapacity = r.memberCapacity
+	}
+	c.Cluster = cc
 	return nil
 }
 

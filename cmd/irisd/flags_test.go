@@ -176,3 +176,32 @@ func TestParseArgsHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitFlags(t *testing.T) {
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		switch k {
+		case envNet:
+			return "n"
+		case envKey:
+			return key.Text()
+		}
+		return ""
+	}
+	o, err := parseArgs([]string{"-max-message", "67108864", "-app-queue", "100", "-max-apps", "7", "-member-capacity", "9"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.Relay.Limits.MaxMessageLen != 64<<20 || c.Relay.SendQueueLen != 100 || c.Relay.MaxConns != 7 || c.Cluster.MemberCapacity != 9 {
+		t.Fatalf("limits not applied: relay %+v cluster %+v", c.Relay, c.Cluster)
+	}
+	for _, bad := range [][]string{{"-max-message", "-1"}, {"-max-message", "2147483648"}, {"-app-queue", "-5"}} {
+		if _, err := parseArgs(bad, env); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

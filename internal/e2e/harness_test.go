@@ -29,6 +29,12 @@ var testKey = func() crypto.Key {
 // other alive.
 func startNet(t testing.TB, n int, zones ...string) []*daemon.Daemon {
 	t.Helper()
+	return startNetWith(t, n, nil, zones...)
+}
+
+// startNetWith is startNet with mod applied to each daemon's config.
+func startNetWith(t testing.TB, n int, mod func(*daemon.Config), zones ...string) []*daemon.Daemon {
+	t.Helper()
 	ds := make([]*daemon.Daemon, n)
 	for i := range ds {
 		cfg := daemon.DefaultConfig()
@@ -42,6 +48,9 @@ func startNet(t testing.TB, n int, zones ...string) []*daemon.Daemon {
 		}
 		if i > 0 {
 			cfg.Join = []string{ds[0].Addr()}
+		}
+		if mod != nil {
+			mod(cfg)
 		}
 		d, err := daemon.New(cfg)
 		if err != nil {

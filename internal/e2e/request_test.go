@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iris-mesh/iris/daemon"
 	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/relay"
 	"github.com/iris-mesh/iris/sdk"
 )
 
@@ -170,5 +173,42 @@ func TestRemoteErrorAndLateReply(t *testing.T) {
 	// answer, the service's late reply, would show as an unknown reply.
 	if got := client.Stats(); got.UnknownReplies != 0 {
 		t.Fatalf("the daemon answered a request twice: %+v", got)
+	}
+}
+
+// TestLargeMessagesWithRaisedLimit: with the message limit raised to
+// 32 MiB (irisd -max-message), a 20 MiB request and reply cross daemons.
+func TestLargeMessagesWithRaisedLimit(t *testing.T) {
+	const limit = 32 << 20
+	ds := startNetWith(t, 2, func(c *daemon.Config) {
+		c.Relay = relay.DefaultConfig()
+		c.Relay.Limits.MaxMessageLen = limit
+	})
+	big := func(d *daemon.Daemon) *sdk.Config {
+		c := cfgFor(d)
+		c.Limits.MaxMessageLen = limit
+		return c
+	}
+	svc, err := sdk.Register(context.Background(), big(ds[1]), "big",
+		sdk.HandlerFunc(func(ctx context.Context, r []byte) ([]byte, error) { return r, nil }), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	waitMembers(t, ds[0], "big", 1)
+	client, err := sdk.Connect(context.Background(), big(ds[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	msg := make([]byte, 20<<20)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := client.Request(ctx, "big", msg)
+	if err != nil || !bytes.Equal(rep, msg) {
+		t.Fatalf("20 MiB round trip: %d bytes, %v", len(rep), err)
 	}
 }
