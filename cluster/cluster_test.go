@@ -419,3 +419,14 @@ func TestRefusingLocalMemberIsSkipped(t *testing.T) {
 		t.Fatalf("the full member was offered %d requests for 20 calls", full.offered.Load())
 	}
 }
+
+func TestTooLargeForTheOverlayFaultsAtOnce(t *testing.T) {
+	ds := startDaemons(t, "", "")
+	register(t, ds[1], "svc", newEchoMember(t, "b"))
+	waitMembers(t, ds[0], "svc", 1)
+	start := time.Now()
+	res := call(ds[0], "svc", string(make([]byte, overlay.DefaultMaxFrameSize+1)), 10*time.Second)
+	if res.Status != StatusFault || time.Since(start) > time.Second {
+		t.Fatalf("got %+v after %v, want a fault at once", res.Status, time.Since(start))
+	}
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -101,6 +102,10 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 			}
 			err := ov.Send(r.id, overlay.Bulk, requestHead(id, p.timeoutMs, p.cluster), p.payload)
 			if err == nil {
+				return
+			}
+			if errors.Is(err, overlay.ErrFrameTooLarge) {
+				n.complete(id, Result{Status: StatusFault, Fault: "iris: request too large to send to another daemon"})
 				return
 			}
 			n.pmu.Lock()
