@@ -35,7 +35,7 @@ func (l *answerLog) get() ([]Result, []time.Duration) {
 type holdMember struct{ got chan *Request }
 
 func (m holdMember) HandleRequest(r *Request) bool { m.got <- r; return true }
-func (holdMember) HandleBroadcast([]byte)         {}
+func (holdMember) HandleBroadcast([]byte)          {}
 
 // startBubbleNode starts a node on the stand-in overlay, inside a synctest
 // bubble, so its timers run on the bubble's fake clock.
