@@ -87,53 +87,12 @@ func (l *link) run() {
 }
 
 // writeLoop drains the peer's queues, control first, packing frames into
-// records and records into writes.
+// records and records into writes; a writer idle for KeepaliveInterval
+// sends an empty heartbeat frame, so the far reader hears from this end at
+// least that often (see readLoop).
 func (l *link) writeLoop() error {
 	p := l.p
-	plain := make([]byte, 0, crypto.MaxRecordPlaintext)
-	out := make([]byte, 0, flushThreshold+crypto.RecordHeaderSize+65535)
-	var hdr [frameHeaderSize]byte
-	seal := func() error {
-		if len(plain) == 0 {
-			return nil
-		}
-		var err error
-		out, err = l.sess.Seal(out, plain)
-		plain = plain[:0]
-		return err
-	}
-	flush := func() error {
-		if len(out) == 0 {
-			return nil
-		}
-		_ = l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
-		_, err := l.conn.Write(out)
-		p.o.stats.bytesOut.Add(uint64(len(out)))
-		out = out[:0]
-		return err
-	}
-	// put appends b to the plaintext, sealing full records and flushing
-	// full batches on the way.
-	put := func(b []byte) error {
-		for len(b) > 0 {
-			n := copy(plain[len(plain):cap(plain)], b)
-			plain = plain[:len(plain)+n]
-			b = b[n:]
-			if len(plain) == cap(plain) {
-				if err := seal(); err != nil {
-					return err
-				}
-				if len(out) >= flushThreshold {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		return nil
-	}
-	// A writer idle for KeepaliveInterval sends an empty heartbeat frame, so
-	// the far reader hears from this end at least that often (see readLoop).
+	b := newBatcher(l)
 	idle := time.NewTimer(p.o.cfg.KeepaliveInterval)
 	defer idle.Stop()
 	for {
@@ -142,30 +101,12 @@ func (l *link) writeLoop() error {
 			return nil
 		}
 		if beat {
-			hdr[0] = frameHeartbeat
-			binary.BigEndian.PutUint32(hdr[1:], 0)
-			if err := put(hdr[:]); err != nil {
+			if err := b.frame(frameHeartbeat, nil, nil); err != nil {
 				return err
 			}
-			if err := seal(); err != nil {
-				return err
-			}
-			if err := flush(); err != nil {
-				return err
-			}
-			idle.Reset(p.o.cfg.KeepaliveInterval)
-			continue
 		}
-		for {
-			hdr[0] = frameApp
-			binary.BigEndian.PutUint32(hdr[1:], uint32(f.size()))
-			if err := put(hdr[:]); err != nil {
-				return err
-			}
-			if err := put(f.head); err != nil {
-				return err
-			}
-			if err := put(f.body); err != nil {
+		for !beat {
+			if err := b.frame(frameApp, f.head, f.body); err != nil {
 				return err
 			}
 			p.o.stats.framesOut.Add(1)
@@ -173,13 +114,10 @@ func (l *link) writeLoop() error {
 				break
 			}
 		}
-		if err := seal(); err != nil {
+		if err := b.end(); err != nil {
 			return err
 		}
-		if err := flush(); err != nil {
-			return err
-		}
-		if !idle.Stop() {
+		if !beat && !idle.Stop() {
 			select { // drain a tick that fired meanwhile
 			case <-idle.C:
 			default:
@@ -187,6 +125,86 @@ func (l *link) writeLoop() error {
 		}
 		idle.Reset(p.o.cfg.KeepaliveInterval)
 	}
+}
+
+// batcher packs frames into records of up to MaxRecordPlaintext bytes and
+// sealed records into writes of about flushThreshold bytes.
+type batcher struct {
+	l     *link
+	plain []byte // the record being filled
+	out   []byte // sealed records not yet written
+	hdr   [frameHeaderSize]byte
+}
+
+func newBatcher(l *link) *batcher {
+	return &batcher{
+		l:     l,
+		plain: make([]byte, 0, crypto.MaxRecordPlaintext),
+		out:   make([]byte, 0, flushThreshold+crypto.RecordHeaderSize+65535),
+	}
+}
+
+// frame appends one frame: its header, then head and body back to back.
+func (b *batcher) frame(kind byte, head, body []byte) error {
+	b.hdr[0] = kind
+	binary.BigEndian.PutUint32(b.hdr[1:], uint32(len(head)+len(body)))
+	if err := b.put(b.hdr[:]); err != nil {
+		return err
+	}
+	if err := b.put(head); err != nil {
+		return err
+	}
+	return b.put(body)
+}
+
+// put appends bytes, sealing full records and writing full batches.
+func (b *batcher) put(p []byte) error {
+	for len(p) > 0 {
+		n := copy(b.plain[len(b.plain):cap(b.plain)], p)
+		b.plain = b.plain[:len(b.plain)+n]
+		p = p[n:]
+		if len(b.plain) < cap(b.plain) {
+			continue
+		}
+		if err := b.seal(); err != nil {
+			return err
+		}
+		if len(b.out) >= flushThreshold {
+			if err := b.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (b *batcher) seal() error {
+	if len(b.plain) == 0 {
+		return nil
+	}
+	var err error
+	b.out, err = b.l.sess.Seal(b.out, b.plain)
+	b.plain = b.plain[:0]
+	return err
+}
+
+func (b *batcher) flush() error {
+	if len(b.out) == 0 {
+		return nil
+	}
+	_ = b.l.conn.SetWriteDeadline(time.Now().Add(linkWriteTimeout))
+	_, err := b.l.conn.Write(b.out)
+	b.l.p.o.stats.bytesOut.Add(uint64(len(b.out)))
+	b.out = b.out[:0]
+	return err
+}
+
+// end seals what is left and writes it: the queues ran empty.
+func (b *batcher) end() error {
+	if err := b.seal(); err != nil {
+		return err
+	}
+	return b.flush()
 }
 
 // copyBelow is the frame size under which the reader hands out a copy
