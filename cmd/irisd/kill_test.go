@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -109,63 +107,26 @@ func TestKillServingDaemonUnderLoad(t *testing.T) {
 		return ok && st.members("work") == 4
 	})
 
-	var (
-		sent, ok, faults, timeouts atomic.Int64
-		mu                         sync.Mutex
-		lastFault                  time.Time
-		faultText                  string
-	)
 	// Up to 512 requests in flight: c's members hold theirs, so the rest
 	// must keep flowing to b.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 512)
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case sem <- struct{}{}:
-			}
-			sent.Add(1)
-			wg.Go(func() {
-				defer func() { <-sem }()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				req := fmt.Sprint(i)
-				rep, err := client.Request(ctx, "work", []byte(req))
-				switch {
-				case err == nil && string(rep) == "b:"+req:
-					ok.Add(1)
-				case errors.Is(err, sdk.ErrTimeout):
-					timeouts.Add(1)
-				default:
-					faults.Add(1)
-					mu.Lock()
-					lastFault, faultText = time.Now(), fmt.Sprint(err)
-					mu.Unlock()
-				}
-			})
-		}
-	})
-	waitFor(t, 10*time.Second, "requests in flight on c", func() bool { return onC.Load() >= 64 && ok.Load() >= 1000 })
+	load := startLoad(client, "work", 512, 10*time.Second, func(req string, rep []byte) bool { return string(rep) == "b:"+req })
+	waitFor(t, 10*time.Second, "requests in flight on c", func() bool { return onC.Load() >= 64 && load.ok.Load() >= 1000 })
 	killed := time.Now()
 	c.stop(t, syscall.SIGKILL)
-	okAtKill := ok.Load()
-	waitFor(t, 10*time.Second, "b to keep serving after the kill", func() bool { return ok.Load() >= okAtKill+2000 })
-	close(stop)
-	wg.Wait()
+	okAtKill := load.ok.Load()
+	waitFor(t, 10*time.Second, "b to keep serving after the kill", func() bool { return load.ok.Load() >= okAtKill+2000 })
+	load.finish()
 
-	answered := ok.Load() + faults.Load() + timeouts.Load()
+	lastFault, faultText := load.lastFaultInfo()
 	t.Logf("sent %d: %d answered by b, %d faults (last %v after the kill: %s), %d timeouts; %d were held on c",
-		sent.Load(), ok.Load(), faults.Load(), lastFault.Sub(killed).Round(time.Millisecond), faultText, timeouts.Load(), onC.Load())
-	if answered != sent.Load() {
-		t.Fatalf("%d requests sent, %d answered", sent.Load(), answered)
+		load.sent.Load(), load.ok.Load(), load.faults.Load(), lastFault.Sub(killed).Round(time.Millisecond), faultText, load.timeouts.Load(), onC.Load())
+	if load.answered() != load.sent.Load() {
+		t.Fatalf("%d requests sent, %d answered", load.sent.Load(), load.answered())
 	}
-	if timeouts.Load() != 0 {
-		t.Fatalf("%d requests waited for their deadline", timeouts.Load())
+	if load.timeouts.Load() != 0 {
+		t.Fatalf("%d requests waited for their deadline", load.timeouts.Load())
 	}
-	if faults.Load() == 0 {
+	if load.faults.Load() == 0 {
 		t.Fatal("no request was in flight to c when it died")
 	}
 	if d := lastFault.Sub(killed); d > 2*time.Second {

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -143,49 +141,21 @@ func TestPartitionFaultsRequests(t *testing.T) {
 		return ok && st.members("work") == 2
 	})
 
-	var sent, ok, faults, timeouts atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case sem <- struct{}{}:
-			}
-			sent.Add(1)
-			wg.Go(func() {
-				defer func() { <-sem }()
-				rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-				defer cancel()
-				_, err := client.Request(rctx, "work", []byte(fmt.Sprint(i)))
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case errors.Is(err, sdk.ErrTimeout):
-					timeouts.Add(1)
-				default:
-					faults.Add(1)
-				}
-			})
-		}
-	})
-	waitFor(t, 10*time.Second, "requests held on host 3", func() bool { return held.Load() >= 16 && ok.Load() >= 500 })
+	load := startLoad(client, "work", 256, 60*time.Second, nil)
+	waitFor(t, 10*time.Second, "requests held on host 3", func() bool { return held.Load() >= 16 && load.ok.Load() >= 500 })
 	cut := time.Now()
 	nw.Hosts[2].SetLink(false)
-	waitFor(t, 30*time.Second, "the held requests to be faulted", func() bool { return faults.Load() > 0 })
+	waitFor(t, 30*time.Second, "the held requests to be faulted", func() bool { return load.faults.Load() > 0 })
 	faultedAfter := time.Since(cut)
-	okAfter := ok.Load()
-	waitFor(t, 10*time.Second, "host 2 to serve after the cut", func() bool { return ok.Load() >= okAfter+500 })
-	close(stop)
-	wg.Wait()
+	okAfter := load.ok.Load()
+	waitFor(t, 10*time.Second, "host 2 to serve after the cut", func() bool { return load.ok.Load() >= okAfter+500 })
+	load.finish()
 	t.Logf("sent %d: %d answered, %d faulted (first %v after the cut), %d timed out",
-		sent.Load(), ok.Load(), faults.Load(), faultedAfter.Round(time.Millisecond), timeouts.Load())
-	if got := ok.Load() + faults.Load() + timeouts.Load(); got != sent.Load() {
-		t.Fatalf("%d requests sent, %d answered", sent.Load(), got)
+		load.sent.Load(), load.ok.Load(), load.faults.Load(), faultedAfter.Round(time.Millisecond), load.timeouts.Load())
+	if load.answered() != load.sent.Load() {
+		t.Fatalf("%d requests sent, %d answered", load.sent.Load(), load.answered())
 	}
-	if timeouts.Load() != 0 {
-		t.Fatalf("%d requests waited for their 60 s deadline", timeouts.Load())
+	if load.timeouts.Load() != 0 {
+		t.Fatalf("%d requests waited for their 60 s deadline", load.timeouts.Load())
 	}
 }
