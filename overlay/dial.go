@@ -122,7 +122,7 @@ func (o *Overlay) acceptLink(sc *secureConn) {
 		old.close(errors.New("replaced by a new inbound link"))
 	}
 	o.log.Debug().Str("peer", h.ID).Msg("data link up (inbound)")
-	o.setSuspect(h.ID, false)
+	o.linkUp(p)
 	p.signalLinkUp()
 	if !o.goIfOpen(l.run) {
 		l.close(ErrClosed)
@@ -197,6 +197,9 @@ func (p *peer) dialLoop() {
 		if n := p.drop(); n > 0 {
 			o.stats.framesDropped.Add(uint64(n))
 		}
+		if !p.down.Swap(true) {
+			o.refresh(p.id)
+		}
 		o.events.linkDown(p.id)
 		select {
 		case <-time.After(backoff):
@@ -206,9 +209,9 @@ func (p *peer) dialLoop() {
 		}
 		backoff = min(2*backoff, time.Second)
 		p.mu.Lock()
-		// Keep dialing while frames wait, or while the peer is suspect: a
-		// new link is what clears the suspicion.
-		if p.link != nil || (!p.queued() && !o.suspected(p.id)) {
+		// Keep dialing while frames wait, or while the peer is down: a new
+		// link is what clears it.
+		if p.link != nil || (!p.queued() && !p.down.Load()) {
 			p.dialing = false
 			p.mu.Unlock()
 			return
@@ -261,7 +264,7 @@ func (p *peer) dialOnce(addr string) (up bool, err error) {
 	p.hasLink.Store(true)
 	p.mu.Unlock()
 	o.log.Debug().Str("peer", p.id).Msg("data link up (outbound)")
-	o.setSuspect(p.id, false)
+	o.linkUp(p)
 	if !o.goIfOpen(l.run) {
 		l.close(ErrClosed)
 		o.linkClosed(l)

@@ -17,7 +17,8 @@ import (
 // Frame kinds inside a link's plaintext stream. ONLY APPEND.
 const (
 	frameApp       byte = 'F' // an upper-layer frame
-	frameHeartbeat byte = 'H' // empty; sent by a writer idle for KeepaliveInterval
+	frameHeartbeat byte = 'H' // empty; sent by a writer idle for KeepaliveInterval, or to answer a probe
+	frameProbe     byte = 'P' // empty; asks the peer for a heartbeat now (older peers skip it)
 )
 
 const (
@@ -52,13 +53,32 @@ type link struct {
 	writerDone chan struct{}
 	err        error       // first error; set before closeCh is closed
 	silent     atomic.Bool // closed because the peer went silent
+
+	// Link health, read by the overlay's watchdog (see watchLinks).
+	lastRecv  atomic.Int64  // unix nanos of the last record received
+	lastSend  atomic.Int64  // unix nanos of the last frame written
+	probeAt   atomic.Int64  // unix nanos a probe was asked for; 0 when none is outstanding
+	wantProbe atomic.Bool   // the writer should send a probe
+	wantBeat  atomic.Bool   // the writer should send a heartbeat (a probe came in)
+	kickCh    chan struct{} // wakes an idle writer; cap 1
 }
 
 func newLink(p *peer, conn net.Conn, sess *crypto.Session, outbound bool) *link {
-	return &link{
+	l := &link{
 		p: p, conn: conn, sess: sess, outbound: outbound,
 		closeCh:    make(chan struct{}),
 		writerDone: make(chan struct{}),
+		kickCh:     make(chan struct{}, 1),
+	}
+	l.lastRecv.Store(time.Now().UnixNano()) // the handshake just came in
+	return l
+}
+
+// kick wakes the writer if it is idle.
+func (l *link) kick() {
+	select {
+	case l.kickCh <- struct{}{}:
+	default:
 	}
 }
 
@@ -89,23 +109,23 @@ func (l *link) run() {
 // writeLoop drains the peer's queues, control first, packing frames into
 // records and records into writes; a writer idle for KeepaliveInterval
 // sends an empty heartbeat frame, so the far reader hears from this end at
-// least that often (see readLoop).
+// least that often (see readLoop). Probes and heartbeats asked for by the
+// watchdog or the far end go out with the next write.
 func (l *link) writeLoop() error {
 	p := l.p
 	b := newBatcher(l)
 	idle := time.NewTimer(p.o.cfg.KeepaliveInterval)
 	defer idle.Stop()
 	for {
-		f, ok, beat := p.next(l.closeCh, idle.C)
+		f, ok, beat, kicked := p.next(l.closeCh, idle.C, l.kickCh)
 		if !ok {
 			return nil
 		}
 		if beat {
-			if err := b.frame(frameHeartbeat, nil, nil); err != nil {
-				return err
-			}
+			l.wantBeat.Store(true)
 		}
-		for !beat {
+		wrote := !beat && !kicked
+		for wrote {
 			if err := b.frame(frameApp, f.head, f.body); err != nil {
 				return err
 			}
@@ -114,8 +134,21 @@ func (l *link) writeLoop() error {
 				break
 			}
 		}
+		if l.wantProbe.Swap(false) {
+			if err := b.frame(frameProbe, nil, nil); err != nil {
+				return err
+			}
+		}
+		if l.wantBeat.Swap(false) {
+			if err := b.frame(frameHeartbeat, nil, nil); err != nil {
+				return err
+			}
+		}
 		if err := b.end(); err != nil {
 			return err
+		}
+		if wrote {
+			l.lastSend.Store(time.Now().UnixNano())
 		}
 		if !beat && !idle.Stop() {
 			select { // drain a tick that fired meanwhile
@@ -249,6 +282,7 @@ func (l *link) readLoop() error {
 			return err
 		}
 		o.stats.bytesIn.Add(uint64(n + crypto.RecordHeaderSize))
+		l.heard()
 		fp.retained = false
 		if err := fp.feed(plain); err != nil {
 			return err
@@ -317,12 +351,28 @@ func (fp *frameParser) feed(chunk []byte) error {
 
 var errBadFrame = errors.New("overlay: bad frame")
 
+// heard records that a record came in: the link works, any probe is
+// answered, and a peer marked quiet is not any more.
+func (l *link) heard() {
+	l.lastRecv.Store(time.Now().UnixNano())
+	if l.probeAt.Load() != 0 {
+		l.probeAt.Store(0)
+	}
+	if l.p.quiet.Load() && l.p.quiet.CompareAndSwap(true, false) {
+		l.p.o.refresh(l.p.id)
+	}
+}
+
 func (l *link) deliver(kind byte, payload []byte) {
 	o := l.p.o
 	switch kind {
 	case frameApp:
 	case frameHeartbeat:
 		o.stats.heartbeatsIn.Add(1)
+		return
+	case frameProbe:
+		l.wantBeat.Store(true)
+		l.kick()
 		return
 	default:
 		o.stats.framesSkipped.Add(1) // from a newer peer; skip, as derp does
@@ -342,6 +392,14 @@ type peer struct {
 	queuedBytes atomic.Int64
 	hasLink     atomic.Bool // fast path for Send: no dial needed
 	linkUpCh    chan struct{}
+	// down is set when a link to the peer broke or a dial failed, and
+	// cleared when a link comes up: until then the peer shows as suspect,
+	// the dialer keeps trying, and bulk frames are refused (they would
+	// reach the peer late, or a restarted peer that never asked for them).
+	down atomic.Bool
+	// quiet is set by the watchdog when the current link has gone quiet,
+	// and cleared by the next record received: the peer shows as suspect.
+	quiet atomic.Bool
 
 	mu      sync.Mutex // protects following
 	addr    string     // overlay address; "" until gossip tells it
@@ -360,22 +418,25 @@ func newPeer(o *Overlay, id, addr string) *peer {
 }
 
 // next blocks for the next frame, control first. It returns ok=false when
-// stop is closed, and beat=true (no frame) when idle fires first.
-func (p *peer) next(stop <-chan struct{}, idle <-chan time.Time) (f qframe, ok, beat bool) {
+// stop is closed, beat=true (no frame) when idle fires first, and
+// kicked=true (no frame) when kick does.
+func (p *peer) next(stop <-chan struct{}, idle <-chan time.Time, kick <-chan struct{}) (f qframe, ok, beat, kicked bool) {
 	if f, ok := p.poll(); ok {
-		return f, true, false
+		return f, true, false, false
 	}
 	select {
 	case f := <-p.ctrl:
 		p.queuedBytes.Add(-int64(f.size()))
-		return f, true, false
+		return f, true, false, false
 	case f := <-p.bulk:
 		p.queuedBytes.Add(-int64(f.size()))
-		return f, true, false
+		return f, true, false, false
 	case <-idle:
-		return qframe{}, true, true
+		return qframe{}, true, true, false
+	case <-kick:
+		return qframe{}, true, false, true
 	case <-stop:
-		return qframe{}, false, false
+		return qframe{}, false, false, false
 	}
 }
 

@@ -90,6 +90,14 @@ func (e *mlEvents) NotifyLeave(n *memberlist.Node) {
 	if meta.decode(n.Meta) == nil && meta.Leaving {
 		st = StateLeft
 	}
+	if st == StateDead && o.holdDead(n) {
+		// Our own link to it works: gossip's verdict may be stale (from a
+		// host that was cut off), and the peer refutes it within a gossip
+		// round or two. Keep the link; the watchdog applies the verdict if
+		// the link fails or the grace runs out first.
+		o.log.Warn().Str("peer", n.Name).Msg("gossip says the peer is dead but its data link is live; holding the verdict")
+		return
+	}
 	if o.setMember(n, st) {
 		o.log.Info().Str("peer", n.Name).Stringer("state", st).Msg("peer gone")
 	}

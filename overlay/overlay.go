@@ -27,6 +27,10 @@ var (
 	ErrUnknownPeer   = errors.New("overlay: unknown peer")
 	ErrBackpressure  = errors.New("overlay: send queue full")
 	ErrFrameTooLarge = errors.New("overlay: frame too large")
+	// ErrPeerDown is returned by Send for a bulk frame to a peer whose link
+	// broke (or could not be established) and has not come back yet; the
+	// overlay keeps redialing it. Control frames still queue.
+	ErrPeerDown = errors.New("overlay: peer unreachable")
 )
 
 // Overlay is this daemon's membership in a network: it tracks the other
@@ -57,10 +61,20 @@ type Overlay struct {
 	members map[string]*member // every node ever seen, self excluded, bounded
 }
 
-// member is the status view of one node.
+// member is the status view of one node. Peer.State is what upper layers
+// see: gossip's verdict (ml), shown as suspect while the peer's data link
+// is down or quiet. Each source updates only its own part, so no event
+// undoes another's verdict.
 type member struct {
 	Peer
 	since time.Time
+	ml    State // gossip's verdict
+
+	// A dead verdict from gossip about a peer whose data link is live is
+	// held for deadGrace (see NotifyLeave): heldDead is the node and
+	// heldSince when the verdict came.
+	heldDead  *memberlist.Node
+	heldSince time.Time
 }
 
 // maxRememberedGone bounds how many dead or departed nodes are remembered.
@@ -104,6 +118,7 @@ func New(cfg *Config) (*Overlay, error) {
 	o.addr = ml.LocalNode().Address() // before anything can update the node
 	o.wg.Go(o.events.run)
 	o.wg.Go(o.metaLoop)
+	o.wg.Go(o.watchLinks)
 	o.log.Info().Str("node", o.id).Str("listen", o.Addr()).Msg("overlay started")
 	return o, nil
 }
@@ -254,6 +269,11 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
+	if prio == Bulk && p.down.Load() && !p.hasLink.Load() {
+		p.ensureDial()
+		o.stats.framesDropped.Add(1)
+		return ErrPeerDown
+	}
 	if err := p.enqueue(prio, qframe{head: head, body: body}); err != nil {
 		o.stats.framesDropped.Add(1)
 		return err
@@ -284,6 +304,8 @@ func (o *Overlay) peerFor(id, addr string) *peer {
 }
 
 // linkClosed is called once per link after both its loops have exited.
+// When it was the peer's current link, the peer is down (shown as suspect,
+// avoided for new work) until a new link comes up; the dialer keeps trying.
 func (o *Overlay) linkClosed(l *link) {
 	p := l.p
 	p.mu.Lock()
@@ -302,47 +324,152 @@ func (o *Overlay) linkClosed(l *link) {
 		if l.silent.Load() {
 			o.log.Warn().Str("peer", p.id).Dur("silent_for", o.cfg.KeepaliveTimeout).
 				Msg("data link closed: the peer went silent; suspect until a link works again")
-			o.setSuspect(p.id, true)
-			p.ensureDial() // probe: a working link clears the suspicion
 		}
+		p.quiet.Store(false)
+		p.down.Store(true)
+		o.refresh(p.id)
 	}
 	o.stats.linkDowns.Add(1)
 	o.events.linkDown(p.id)
-	if current && p.queued() {
-		p.ensureDial()
+	if current && !removed {
+		p.ensureDial() // probe: a working link clears the suspicion
 	}
 }
 
-// setSuspect marks an alive peer suspect (its data link went silent), or
-// a suspect one alive again (a link to it came up). Membership changes
-// from gossip override it either way.
-func (o *Overlay) setSuspect(id string, suspect bool) {
-	from, to := StateAlive, StateSuspect
-	if !suspect {
-		from, to = StateSuspect, StateAlive
-	}
+// linkUp records that a link to p came up: the peer is no longer down or
+// quiet.
+func (o *Overlay) linkUp(p *peer) {
+	p.quiet.Store(false)
+	p.down.Store(false)
+	o.refresh(p.id)
+}
+
+// refresh recomputes the state upper layers see for peer id from gossip's
+// verdict and the data link's health, and queues an event if it changed.
+func (o *Overlay) refresh(id string) {
 	o.mu.Lock()
 	m := o.members[id]
-	changed := m != nil && m.State == from && !o.closed
-	if changed {
-		m.State, m.since = to, time.Now()
+	if m == nil || o.closed {
+		o.mu.Unlock()
+		return
 	}
-	var p Peer
-	if changed {
-		p = m.Peer
+	st := m.ml
+	if pe := o.peers[id]; st == StateAlive && pe != nil && (pe.down.Load() || pe.quiet.Load()) {
+		st = StateSuspect
 	}
+	changed := st != m.State
+	if changed {
+		m.State, m.since = st, time.Now()
+	}
+	p := m.Peer
 	o.mu.Unlock()
 	if changed {
 		o.events.peer(p)
 	}
 }
 
-// suspected reports whether peer id is marked suspect.
-func (o *Overlay) suspected(id string) bool {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	m := o.members[id]
-	return m != nil && m.State == StateSuspect
+// watchLinks is the link watchdog. A link on which this end sent frames
+// but heard nothing for KeepaliveInterval/2 gets a probe, which the far end
+// answers with a heartbeat at once; a probe unanswered for
+// KeepaliveInterval, or a link silent for 2*KeepaliveInterval (the far
+// writer sends a heartbeat every KeepaliveInterval when idle), marks the
+// peer quiet: shown as suspect, so new work goes elsewhere, until a record
+// comes in. The link itself stays open until KeepaliveTimeout. The
+// watchdog also applies held dead verdicts (see NotifyLeave).
+func (o *Overlay) watchLinks() {
+	iv := o.cfg.KeepaliveInterval
+	probeAfter, probeWait, quietAfter := int64(iv/2), int64(iv), int64(2*iv)
+	tick := time.NewTicker(max(iv/5, 10*time.Millisecond))
+	defer tick.Stop()
+	var peers []*peer
+	for {
+		select {
+		case <-tick.C:
+		case <-o.shutdownCh:
+			return
+		}
+		now := time.Now().UnixNano()
+		peers = peers[:0]
+		o.mu.RLock()
+		for _, p := range o.peers {
+			peers = append(peers, p)
+		}
+		o.mu.RUnlock()
+		for _, p := range peers {
+			p.mu.Lock()
+			l := p.link
+			p.mu.Unlock()
+			if l == nil || p.quiet.Load() {
+				continue
+			}
+			recv := l.lastRecv.Load()
+			pa := l.probeAt.Load()
+			quiet := now-recv > quietAfter || (pa != 0 && pa > recv && now-pa > probeWait)
+			if !quiet && pa == 0 && now-recv > probeAfter && l.lastSend.Load() > recv {
+				l.probeAt.Store(now)
+				l.wantProbe.Store(true)
+				l.kick()
+			}
+			if quiet && p.quiet.CompareAndSwap(false, true) {
+				o.log.Info().Str("peer", p.id).Dur("silent_for", time.Duration(now-recv).Round(time.Millisecond)).
+					Msg("data link quiet; sending new work elsewhere until the peer is heard again")
+				o.refresh(p.id)
+			}
+		}
+		o.applyHeldDead()
+	}
+}
+
+// deadGrace is how long a dead verdict from gossip is held for a peer whose
+// data link is live, so that the peer can refute it (a host that was cut
+// off may gossip stale verdicts when it comes back).
+func (o *Overlay) deadGrace() time.Duration { return o.cfg.KeepaliveTimeout }
+
+// applyHeldDead applies the held dead verdicts whose grace ran out or whose
+// link failed meanwhile.
+func (o *Overlay) applyHeldDead() {
+	var apply []*memberlist.Node
+	o.mu.Lock()
+	for id, m := range o.members {
+		if m.heldDead == nil {
+			continue
+		}
+		pe := o.peers[id]
+		live := pe != nil && pe.hasLink.Load() && !pe.quiet.Load()
+		if !live || time.Since(m.heldSince) > o.deadGrace() {
+			apply = append(apply, m.heldDead)
+			m.heldDead = nil
+		}
+	}
+	o.mu.Unlock()
+	for _, n := range apply {
+		if o.setMember(n, StateDead) {
+			o.log.Info().Str("peer", n.Name).Msg("peer gone (dead verdict upheld)")
+		}
+	}
+}
+
+// holdDead holds a dead verdict about n if its data link is live and it
+// was heard from recently; it reports whether it did.
+func (o *Overlay) holdDead(n *memberlist.Node) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m, pe := o.members[n.Name], o.peers[n.Name]
+	if o.closed || m == nil || m.ml != StateAlive || pe == nil || pe.quiet.Load() {
+		return false
+	}
+	pe.mu.Lock()
+	l := pe.link
+	pe.mu.Unlock()
+	if l == nil || time.Since(time.Unix(0, l.lastRecv.Load())) > o.cfg.KeepaliveInterval {
+		return false
+	}
+	if m.heldDead == nil {
+		m.heldSince = time.Now()
+	}
+	nc := *n
+	m.heldDead = &nc
+	return true
 }
 
 // remove forgets the peer: its link closes and its queue is dropped.
@@ -410,8 +537,9 @@ func (o *Overlay) metaLoop() {
 	}
 }
 
-// setMember records a membership change and queues the event. It reports
-// false once the overlay is closed (memberlist's timers outlive Shutdown).
+// setMember records gossip's verdict about a node and queues the event.
+// It reports false once the overlay is closed (memberlist's timers outlive
+// Shutdown).
 func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 	var meta nodeMeta
 	if err := meta.decode(n.Meta); err != nil {
@@ -423,21 +551,26 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 		o.mu.Unlock()
 		return false
 	}
-	o.members[p.ID] = &member{Peer: p, since: time.Now()}
-	o.forgetOldestGoneLocked()
 	var gone *peer
 	if st == StateAlive {
-		if pe := o.peers[p.ID]; pe == nil {
-			o.peers[p.ID] = newPeer(o, p.ID, p.Addr)
+		pe := o.peers[p.ID]
+		if pe == nil {
+			pe = newPeer(o, p.ID, p.Addr)
+			o.peers[p.ID] = pe
 		} else {
 			pe.mu.Lock()
 			pe.addr = p.Addr
 			pe.mu.Unlock()
 		}
+		if pe.down.Load() || pe.quiet.Load() {
+			p.State = StateSuspect
+		}
 	} else if pe := o.peers[p.ID]; pe != nil {
 		gone = pe
 		delete(o.peers, p.ID)
 	}
+	o.members[p.ID] = &member{Peer: p, since: time.Now(), ml: st}
+	o.forgetOldestGoneLocked()
 	o.mu.Unlock()
 	if gone != nil {
 		gone.remove()
