@@ -18,8 +18,10 @@ func pickLocal(ms []*member, skip *member) *member {
 		return ms[0]
 	}
 	var best *member
-	for range 2 {
-		m := ms[rand.IntN(len(ms))]
+	i := rand.IntN(len(ms))
+	j := (i + 1 + rand.IntN(len(ms)-1)) % len(ms)
+	for _, k := range [2]int{i, j} {
+		m := ms[k]
 		if m == skip || m.inflight.Load() >= m.capacity {
 			continue
 		}
@@ -55,8 +57,13 @@ func pickRemote(ts []remoteTarget, now int64, skip *remoteNode, allowUnhealthy b
 	}
 	var best *remoteTarget
 	if len(ts) > 1 {
-		for range 2 {
-			t := &ts[rand.IntN(len(ts))]
+		// Two distinct random targets: were both draws allowed to hit the
+		// same one, a daemon that stopped answering (its requests pile up)
+		// would still get 1/len² of the work until it is found out.
+		i := rand.IntN(len(ts))
+		j := (i + 1 + rand.IntN(len(ts)-1)) % len(ts)
+		for _, k := range [2]int{i, j} {
+			t := &ts[k]
 			if !ok(t) || t.node.inflight.Load() >= t.capacity {
 				continue
 			}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
@@ -42,9 +43,12 @@ type Node struct {
 	wg         sync.WaitGroup
 	tableCh    chan struct{} // wakes the table pusher; cap 1
 
+	instance uint64 // random per process; see table.Instance
+
 	mu       sync.RWMutex // protects following
 	started  bool
 	closed   bool
+	draining bool // see Drain
 	version  uint64                     // local interest table version
 	local    map[string][]*member       // cluster → local members (copy on write)
 	subs     map[string][]*subscription // topic → local subscribers (copy on write)
@@ -77,6 +81,7 @@ func New(cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	return &Node{
+		instance:   rand.Uint64() | 1,
 		cfg:        c,
 		log:        c.Logger.With().Str("component", "cluster").Logger(),
 		shutdownCh: make(chan struct{}),
@@ -121,6 +126,41 @@ func (n *Node) Close() error {
 		n.failTunnels("*", "iris: daemon shutting down")
 	})
 	return nil
+}
+
+// Drain stops taking new work for local members, ahead of a graceful
+// shutdown: this daemon's interest table goes out to every peer without its
+// clusters, so they stop routing requests here; requests that still arrive
+// from other daemons are turned back (the requester places them elsewhere);
+// requests from local apps go to other daemons whenever one serves the
+// cluster. Requests already delivered to local members stay theirs to
+// answer, and the answers still go out; see Busy. Subscriptions, broadcasts
+// and tunnels are unchanged. Drain cannot be undone.
+func (n *Node) Drain() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.draining {
+		return
+	}
+	n.draining = true
+	n.markDirtyLocked()
+}
+
+// Busy reports the requests not answered yet that a drain waits for:
+// delivered is how many requests local members hold, originated how many
+// requests this daemon's apps sent that are still pending.
+func (n *Node) Busy() (delivered, originated int) {
+	n.mu.RLock()
+	for _, ms := range n.local {
+		for _, m := range ms {
+			delivered += int(m.inflight.Load())
+		}
+	}
+	n.mu.RUnlock()
+	n.pmu.Lock()
+	originated = len(n.pending)
+	n.pmu.Unlock()
+	return delivered, originated
 }
 
 // ready returns the overlay once started and not closed.
@@ -182,9 +222,12 @@ func (n *Node) HandlePeer(p overlay.Peer) {
 // HandleLinkDown implements overlay.Delegate: requests in flight to that
 // daemon may be lost, so they are faulted now rather than at their deadline.
 func (n *Node) HandleLinkDown(id string) {
-	if r := n.remote(id); r != nil {
+	n.mu.Lock()
+	if r := n.remotes[id]; r != nil {
 		r.markUnhealthy(n.cfg.UnhealthyFor)
+		r.requested = 0 // a table request may have been lost with the link: ask again
 	}
+	n.mu.Unlock()
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: link to the serving daemon broke")
 	n.failTunnels(id, "iris: link to the far daemon broke")
 }

@@ -103,7 +103,8 @@ type remoteNode struct {
 	id        string
 	zone      string
 	tbl       *table // nil until pulled
-	requested uint64 // table version last asked for
+	requested uint64        // table version last asked for
+	state     overlay.State // the overlay's last word on it
 	inflight  atomic.Int64
 	unhealthy atomic.Int64 // unix nanos until which the balancer avoids it
 }
@@ -117,8 +118,16 @@ func (r *remoteNode) version() uint64 {
 
 func (r *remoteNode) healthy(now int64) bool { return r.unhealthy.Load() <= now }
 
+// markUnhealthy avoids r for d, unless it is already avoided for longer:
+// one event never shortens another's verdict.
 func (r *remoteNode) markUnhealthy(d time.Duration) {
-	r.unhealthy.Store(time.Now().Add(d).UnixNano())
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := r.unhealthy.Load()
+		if cur >= until || r.unhealthy.CompareAndSwap(cur, until) {
+			return
+		}
+	}
 }
 
 func (r *remoteNode) markHealthy() {
@@ -215,6 +224,11 @@ func (n *Node) rebuildForLocked(t *table) {
 	}
 }
 
+// peerAlive records a peer the overlay reports alive or suspect. When it
+// (re)appears alive, after being unknown, gone or suspect, the interest
+// tables are resynchronised at once both ways: this daemon pushes its table
+// and asks for the peer's, since either may have changed, or been lost
+// with a broken link, meanwhile.
 func (n *Node) peerAlive(p overlay.Peer) {
 	n.mu.Lock()
 	if n.closed || !n.started {
@@ -222,15 +236,18 @@ func (n *Node) peerAlive(p overlay.Peer) {
 		return
 	}
 	r := n.remotes[p.ID]
-	if r == nil {
+	fresh := r == nil
+	if fresh {
 		r = &remoteNode{id: p.ID}
 		n.remotes[p.ID] = r
 	}
+	reappeared := p.State == overlay.StateAlive && (fresh || r.state != overlay.StateAlive)
+	r.state = p.State
 	zoneChanged := r.zone != p.Zone
 	r.zone = p.Zone
 	if p.State == overlay.StateSuspect {
-		// Its link went silent: avoid it until it is alive again (a frame
-		// from it, or the overlay's word) rather than for UnhealthyFor.
+		// Its link is down or quiet: avoid it until it is alive again (a
+		// frame from it, or the overlay's word) rather than for UnhealthyFor.
 		r.unhealthy.Store(math.MaxInt64)
 	} else {
 		r.markHealthy()
@@ -238,12 +255,19 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	if zoneChanged {
 		n.rebuildForLocked(r.tbl)
 	}
-	ask := p.AppVersion > r.version() && p.AppVersion != r.requested
+	ask := reappeared || (p.AppVersion != r.version() && p.AppVersion != r.requested)
 	if ask {
 		r.requested = p.AppVersion
 	}
+	var mine []byte
+	if reappeared {
+		mine, _ = n.localTableLocked().encode()
+	}
 	ov := n.ov
 	n.mu.Unlock()
+	if mine != nil {
+		_ = ov.Send(p.ID, overlay.Control, []byte{byte(fTable)}, mine)
+	}
 	if ask {
 		_ = ov.Send(p.ID, overlay.Control, []byte{byte(fTableReq)}, nil)
 	}

@@ -71,11 +71,17 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 	n.mu.RLock()
 	t := n.clusters[p.cluster]
 	ov := n.ov
+	draining := n.draining
 	n.mu.RUnlock()
 	if t == nil {
 		return
 	}
+	if draining && len(t.local) > 0 && len(t.near)+len(t.far) > 0 {
+		// Local members are on their way out: prefer other daemons.
+		t = &targets{near: t.near, far: t.far}
+	}
 	var refused *member
+	unreachable := false // a daemon picked could not be reached
 	for range 3 {
 		m, r := t.pick(skip, refused)
 		switch {
@@ -114,11 +120,17 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 				r.inflight.Add(-1)
 			}
 			n.pmu.Unlock()
+			unreachable = unreachable || errors.Is(err, overlay.ErrPeerDown)
 			skip = r
 		case refused != nil:
 			// Every member that could take it refused: say so now rather
 			// than at the deadline.
 			n.complete(id, Result{Status: StatusFault, Fault: "iris: every member of the cluster is overloaded"})
+			return
+		case unreachable:
+			// The only daemons serving it are unreachable right now: say so
+			// rather than wait for the deadline.
+			n.complete(id, Result{Status: StatusFault, Fault: "iris: the serving daemon is unreachable"})
 			return
 		default:
 			return
@@ -274,6 +286,9 @@ func (n *Node) handleRemoteRequest(from string, rd *reader) error {
 	n.mu.RLock()
 	ms := n.local[string(cluster)]
 	ov := n.ov
+	if n.draining {
+		ms = nil // turned back: the requester places it elsewhere
+	}
 	n.mu.RUnlock()
 	var skip *member
 	for range 3 {

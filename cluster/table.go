@@ -14,6 +14,10 @@ type table struct {
 	Version  uint64                `codec:"v"`
 	Clusters map[string]tableEntry `codec:"c,omitempty"`
 	Topics   map[string]uint32     `codec:"t,omitempty"` // topic → local subscribers
+	// Instance is random per daemon process: a table from a new instance
+	// (a daemon restarted under the same node id) replaces the one held
+	// whatever its version. Zero from older daemons.
+	Instance uint64 `codec:"i,omitempty"`
 }
 
 type tableEntry struct {
@@ -49,8 +53,11 @@ func decodeTable(b []byte) (*table, error) {
 
 // localTableLocked builds this daemon's table. n.mu must be held.
 func (n *Node) localTableLocked() *table {
-	t := &table{Version: n.version, Clusters: make(map[string]tableEntry, len(n.local)), Topics: make(map[string]uint32, len(n.subs))}
+	t := &table{Version: n.version, Instance: n.instance, Clusters: make(map[string]tableEntry, len(n.local)), Topics: make(map[string]uint32, len(n.subs))}
 	for name, ms := range n.local {
+		if n.draining {
+			break // peers stop routing requests here
+		}
 		var capSum int64
 		for _, m := range ms {
 			capSum += m.capacity
@@ -133,7 +140,7 @@ func (n *Node) handleTable(from string, b []byte) error {
 		r = &remoteNode{id: from}
 		n.remotes[from] = r
 	}
-	if r.tbl != nil && t.Version <= r.tbl.Version {
+	if r.tbl != nil && t.Instance == r.tbl.Instance && t.Version <= r.tbl.Version {
 		return nil
 	}
 	old := r.tbl
