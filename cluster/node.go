@@ -48,7 +48,7 @@ type Node struct {
 	mu       sync.RWMutex // protects following
 	started  bool
 	closed   bool
-	draining bool // see Drain
+	draining bool                       // see Drain
 	version  uint64                     // local interest table version
 	local    map[string][]*member       // cluster → local members (copy on write)
 	subs     map[string][]*subscription // topic → local subscribers (copy on write)

@@ -102,7 +102,7 @@ func cowRemove[T comparable](m map[string][]T, k string, v T) bool {
 type remoteNode struct {
 	id        string
 	zone      string
-	tbl       *table // nil until pulled
+	tbl       *table        // nil until pulled
 	requested uint64        // table version last asked for
 	state     overlay.State // the overlay's last word on it
 	inflight  atomic.Int64
