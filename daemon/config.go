@@ -30,6 +30,12 @@ const (
 	DefaultJoinRetryMin = time.Second
 	// DefaultJoinRetryMax caps the pause between join attempts.
 	DefaultJoinRetryMax = 30 * time.Second
+	// DefaultRejoinMax caps the pause between rejoin attempts while a daemon
+	// is cut off from part of its network.
+	DefaultRejoinMax = 4 * time.Second
+	// DefaultDrainTimeout bounds how long Shutdown lets local apps finish
+	// the requests they hold.
+	DefaultDrainTimeout = 5 * time.Second
 	// DefaultLeaveTimeout bounds the graceful leave in Shutdown when its
 	// context has no deadline.
 	DefaultLeaveTimeout = 5 * time.Second
@@ -79,6 +85,21 @@ type Config struct {
 	// DefaultJoinRetryMin and DefaultJoinRetryMax.
 	JoinRetryMin, JoinRetryMax time.Duration
 
+	// RejoinMax caps the pause between attempts to rejoin the seeds and the
+	// dead members while this daemon is cut off from part of its network
+	// (see the package doc): a partition heals within about RejoinMax of
+	// the network healing. Each attempt costs one TCP exchange per address.
+	// Default DefaultRejoinMax.
+	RejoinMax time.Duration
+
+	// DrainTimeout bounds the drain at the start of Shutdown: the daemon
+	// stops taking new work for its local members (peers are told at once),
+	// and waits for the requests local apps already hold, and those they
+	// sent, to be answered, for at most DrainTimeout, before the apps are
+	// closed and the daemon leaves. 0 skips the drain. Default
+	// DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
 	// RelayPort is the TCP port, on 127.0.0.1 and [::1] only, that local apps
 	// connect to. 0 disables the relay; RelayAnyPort picks a free port (for
 	// tests and embedding; see RelayAddr). Default DefaultRelayPort.
@@ -114,6 +135,8 @@ func DefaultConfig() *Config {
 		Listen:       DefaultListen,
 		JoinRetryMin: DefaultJoinRetryMin,
 		JoinRetryMax: DefaultJoinRetryMax,
+		RejoinMax:    DefaultRejoinMax,
+		DrainTimeout: DefaultDrainTimeout,
 		RelayPort:    DefaultRelayPort,
 		Gossip:       overlay.LANGossip(),
 		Logger:       zerolog.Nop(),
@@ -130,6 +153,10 @@ func (c *Config) Validate() error {
 		return errors.New("daemon: config: network key is missing (all zero)")
 	case c.JoinRetryMin <= 0 || c.JoinRetryMax < c.JoinRetryMin:
 		return errors.New("daemon: config: JoinRetryMin must be positive and JoinRetryMax at least JoinRetryMin")
+	case c.RejoinMax < c.JoinRetryMin:
+		return errors.New("daemon: config: RejoinMax must be at least JoinRetryMin")
+	case c.DrainTimeout < 0:
+		return errors.New("daemon: config: DrainTimeout must not be negative")
 	case c.RelayPort < RelayAnyPort || c.RelayPort > 65535:
 		return fmt.Errorf("daemon: config: relay port %d not in 0..65535 (or RelayAnyPort)", c.RelayPort)
 	}

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -113,9 +114,7 @@ func New(cfg *Config) (*Daemon, error) {
 		}
 	}
 	d.logStart()
-	if len(c.Join) > 0 {
-		d.wg.Go(d.joinLoop)
-	}
+	d.wg.Go(d.joinLoop)
 	return d, nil
 }
 
@@ -239,6 +238,7 @@ func (d *Daemon) StatusAddr() string {
 // does after Close.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.stop()
+	d.drain(ctx)
 	if d.rel != nil {
 		// Apps get their CLOSE and their services leave the cluster (peers
 		// learn it from the table update) before the daemon leaves.
@@ -250,6 +250,53 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.leaveOnce.Do(func() { err = d.leave(ctx) })
 	d.close(ctx)
 	return err
+}
+
+// drainSettle is the least a drain lasts: requests peers sent before they
+// heard of it arrive (and are turned back) meanwhile.
+const drainSettle = 300 * time.Millisecond
+
+// drain stops new work for local members and waits, for at most
+// DrainTimeout (and ctx), until the requests local apps hold and those they
+// sent are answered and the answers are on their way. Peers learn of the
+// drain from this daemon's interest table, which goes out at once.
+func (d *Daemon) drain(ctx context.Context) {
+	if d.cfg.DrainTimeout <= 0 {
+		return
+	}
+	d.lifeMu.Lock()
+	closed := d.ovClosed
+	d.lifeMu.Unlock()
+	if closed {
+		return
+	}
+	start := time.Now()
+	d.node.Drain()
+	deadline := time.NewTimer(d.cfg.DrainTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	held, sent := d.node.Busy()
+	d.log.Info().Dur("timeout", d.cfg.DrainTimeout).Int("held", held).Int("sent", sent).
+		Msg("draining: no new work for local apps; waiting for the requests under way")
+	for {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			held, sent := d.node.Busy()
+			d.log.Warn().Int("held", held).Int("sent", sent).Msg("drain timed out; failing what is left")
+			return
+		case <-ctx.Done():
+			return
+		}
+		if time.Since(start) < drainSettle {
+			continue
+		}
+		if held, sent := d.node.Busy(); held == 0 && sent == 0 && d.ov.Flushed() {
+			d.log.Info().Dur("took", time.Since(start).Round(time.Millisecond)).Msg("drained")
+			return
+		}
+	}
 }
 
 // leave tells the peers this daemon is leaving, unless it is closed.
@@ -307,14 +354,23 @@ func (d *Daemon) close(ctx context.Context) {
 	})
 }
 
-// joinLoop joins the seeds, retrying with exponential backoff until a peer
-// is known or the daemon stops.
+// joinLoop keeps this daemon joined to its whole network, for as long as
+// it runs. It first joins the seeds, retrying with exponential backoff
+// (JoinRetryMin to JoinRetryMax) until a peer is known. Afterwards it
+// checks every JoinRetryMin whether the daemon is cut off from part of the
+// network: no peer alive, or a member it knew declared dead (gossip stops
+// contacting dead members, so after a long partition neither side would
+// ever ask again). While it is, it joins the seeds and the last known
+// addresses of the dead members, all at once, with backoff and jitter
+// between JoinRetryMin and RejoinMax: a partition heals within about
+// RejoinMax of the network healing, however long it lasted.
 func (d *Daemon) joinLoop() {
 	seeds := make([]string, 0, len(d.cfg.Join))
 	for _, s := range d.cfg.Join {
 		addr, _ := seedAddr(s) // checked by Validate
 		seeds = append(seeds, addr)
 	}
+	joined := len(seeds) == 0 // nothing to join at start: wait to be joined
 	backoff := d.cfg.JoinRetryMin
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -324,25 +380,106 @@ func (d *Daemon) joinLoop() {
 		case <-d.stopCh:
 			return
 		}
-		if d.alivePeers() > 0 {
-			return // someone joined us meanwhile
+		if !joined {
+			joined = d.initialJoin(seeds, attempt, backoff)
+			if !joined {
+				timer.Reset(backoff)
+				backoff = min(2*backoff, d.cfg.JoinRetryMax)
+				continue
+			}
+			backoff = d.cfg.JoinRetryMin
 		}
-		n, err := d.ov.Join(seeds)
-		if alive := d.alivePeers(); alive > 0 {
-			d.log.Info().Int("seeds_answered", n).Int("peers", alive).Msg("joined the network")
-			return
+		targets := d.rejoinTargets(seeds)
+		if len(targets) == 0 {
+			backoff = d.cfg.JoinRetryMin
+			timer.Reset(d.cfg.JoinRetryMin)
+			continue
 		}
-		d.joinFailures.Add(1)
-		if err != nil {
-			d.log.Warn().Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", backoff).
-				Err(err).Msg("join failed; retrying")
-		} else { // e.g. the only seed that answered is this daemon itself
-			d.log.Info().Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", backoff).
-				Msg("seeds answered but know no other daemon yet; retrying")
-		}
-		timer.Reset(backoff)
-		backoff = min(2*backoff, d.cfg.JoinRetryMax)
+		n := d.joinEach(targets)
+		d.log.Debug().Strs("addrs", targets).Int("answered", n).Msg("cut off from part of the network; rejoining")
+		// Jitter spreads the attempts of the daemons on either side.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		timer.Reset(wait)
+		backoff = min(2*backoff, d.cfg.RejoinMax)
 	}
+}
+
+// initialJoin makes one attempt to join the seeds and reports whether a
+// peer is known afterwards.
+func (d *Daemon) initialJoin(seeds []string, attempt int, backoff time.Duration) bool {
+	if d.alivePeers() > 0 {
+		return true // someone joined us meanwhile
+	}
+	n, err := d.ov.Join(seeds)
+	if alive := d.alivePeers(); alive > 0 {
+		d.log.Info().Int("seeds_answered", n).Int("peers", alive).Msg("joined the network")
+		return true
+	}
+	d.joinFailures.Add(1)
+	if err != nil {
+		d.log.Warn().Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", backoff).
+			Err(err).Msg("join failed; retrying")
+	} else { // e.g. the only seed that answered is this daemon itself
+		d.log.Info().Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", backoff).
+			Msg("seeds answered but know no other daemon yet; retrying")
+	}
+	return false
+}
+
+// maxRejoinTargets bounds the addresses one rejoin round contacts.
+const maxRejoinTargets = 16
+
+// rejoinTargets returns the addresses to join when this daemon is cut off
+// from part of the network: the last known addresses of dead members (not
+// taken over by a live one, e.g. after a restart under a new id) and the
+// seeds that are not live members; none when it is not cut off.
+func (d *Daemon) rejoinTargets(seeds []string) []string {
+	alive := map[string]bool{}
+	var dead []string
+	for _, p := range d.ov.Peers() {
+		switch p.State {
+		case overlay.StateAlive, overlay.StateSuspect:
+			alive[p.Addr] = true
+		case overlay.StateDead:
+			dead = append(dead, p.Addr)
+		}
+	}
+	var out []string
+	seen := map[string]bool{d.addr: true}
+	for _, a := range dead {
+		if !alive[a] && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 && len(alive) > 0 {
+		return nil
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	out = out[:min(len(out), maxRejoinTargets)]
+	for _, s := range seeds {
+		if !alive[s] && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// joinEach joins every address at once (an unreachable one costs a dial
+// timeout; one at a time they would add up) and returns how many answered.
+func (d *Daemon) joinEach(addrs []string) int {
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for _, a := range addrs {
+		wg.Go(func() {
+			if k, err := d.ov.Join([]string{a}); err == nil {
+				n.Add(int64(k))
+			}
+		})
+	}
+	wg.Wait()
+	return int(n.Load())
 }
 
 // alivePeers counts the peers currently alive.

@@ -125,6 +125,9 @@ func (l *link) writeLoop() error {
 			l.wantBeat.Store(true)
 		}
 		wrote := !beat && !kicked
+		if wrote {
+			p.writing.Store(true)
+		}
 		for wrote {
 			if err := b.frame(frameApp, f.head, f.body); err != nil {
 				return err
@@ -148,6 +151,7 @@ func (l *link) writeLoop() error {
 			return err
 		}
 		if wrote {
+			p.writing.Store(false)
 			l.lastSend.Store(time.Now().UnixNano())
 		}
 		if !beat && !idle.Stop() {
@@ -400,6 +404,9 @@ type peer struct {
 	// quiet is set by the watchdog when the current link has gone quiet,
 	// and cleared by the next record received: the peer shows as suspect.
 	quiet atomic.Bool
+	// writing is set while the current link's writer holds frames taken
+	// from the queues but not yet written.
+	writing atomic.Bool
 
 	mu      sync.Mutex // protects following
 	addr    string     // overlay address; "" until gossip tells it

@@ -284,6 +284,19 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 	return nil
 }
 
+// Flushed reports whether every frame queued for a peer with a link has
+// been written to it.
+func (o *Overlay) Flushed() bool {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, p := range o.peers {
+		if p.hasLink.Load() && (p.queued() || p.writing.Load()) {
+			return false
+		}
+	}
+	return true
+}
+
 // peerFor returns the peer for id, creating it if needed; nil when closed.
 func (o *Overlay) peerFor(id, addr string) *peer {
 	o.mu.Lock()

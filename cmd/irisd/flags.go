@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -22,6 +23,8 @@ const (
 	envNet  = "IRIS_NET"  // network name, as -net
 	envKey  = "IRIS_KEY"  // the base64 network key itself (not a file), as -key
 	envJoin = "IRIS_JOIN" // comma-separated seeds, as -join
+	// envDrain is the drain timeout, as -drain-timeout.
+	envDrain = "IRIS_DRAIN_TIMEOUT"
 )
 
 // Defaults of -dev; flags given explicitly still win.
@@ -48,6 +51,7 @@ type rawFlags struct {
 	relay                               int
 	maxMessage, appQueue, maxApps       int
 	memberCapacity                      int
+	drainTimeout                        time.Duration
 }
 
 const usageText = `Usage:
@@ -59,6 +63,7 @@ Environment (used when the flag is not given; ignored with -dev):
   IRIS_NET   network name (-net)
   IRIS_KEY   the network key itself, base64 (-key takes a file instead)
   IRIS_JOIN  comma-separated seeds (-join)
+  IRIS_DRAIN_TIMEOUT  drain timeout on SIGTERM (-drain-timeout), e.g. 10s
 
 Flags:
 `
@@ -84,6 +89,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
+	fs.DurationVar(&r.drainTimeout, "drain-timeout", daemon.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long local apps may take to answer the requests they hold, with no new work sent here, before the daemon leaves (`DURATION`, 0 skips the drain; or $"+envDrain+")")
 	return fs
 }
 
@@ -147,6 +153,15 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	c.StatusAddr = pick(set["status"], r.status, "", r.dev, devStatus)
 	c.Join = splitList(pick(set["join"], r.join, getenv(envJoin), false, ""))
 	c.Advertise, c.Zone, c.NodeID, c.RelayPort = r.advertise, r.zone, r.node, r.relay
+	c.DrainTimeout = r.drainTimeout
+	if env := getenv(envDrain); !set["drain-timeout"] && env != "" {
+		if c.DrainTimeout, err = time.ParseDuration(env); err != nil {
+			return fmt.Errorf("%s %q: want a duration such as 10s", envDrain, env)
+		}
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("drain timeout %v: must not be negative", c.DrainTimeout)
+	}
 	if r.relay < 0 || r.relay > 65535 {
 		return fmt.Errorf("-relay %d: want a port in 1..65535, or 0 to disable", r.relay)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -112,6 +113,21 @@ func TestParseArgs(t *testing.T) {
 			name: "dev without status", args: []string{"-dev", "-status", ""},
 			check: func(o *options) any { return want(o.cfg.StatusAddr == "", o) },
 		},
+		{
+			name: "drain timeout", args: []string{"-dev", "-drain-timeout", "12s"},
+			check: func(o *options) any { return want(o.cfg.DrainTimeout == 12*time.Second, o) },
+		},
+		{
+			name: "drain timeout from the environment", args: []string{"-net", "n", "-key", keyFile},
+			env:   map[string]string{envDrain: "250ms"},
+			check: func(o *options) any { return want(o.cfg.DrainTimeout == 250*time.Millisecond, o) },
+		},
+		{
+			name: "default drain timeout", args: []string{"-dev"},
+			check: func(o *options) any { return want(o.cfg.DrainTimeout == daemon.DefaultDrainTimeout, o) },
+		},
+		{name: "bad drain env", args: []string{"-net", "n", "-key", keyFile}, env: map[string]string{envDrain: "soon"}, errHas: envDrain},
+		{name: "negative drain", args: []string{"-dev", "-drain-timeout", "-1s"}, errHas: "must not be negative"},
 		{name: "no network", args: []string{"-key", keyFile}, errHas: "no network name"},
 		{name: "no key", args: []string{"-net", "n"}, errHas: "no network key"},
 		{name: "missing key file", args: []string{"-net", "n", "-key", filepath.Join(dir, "nope")}, errHas: "no such file"},

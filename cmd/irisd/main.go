@@ -34,7 +34,8 @@ const (
 	exitUsage = 2 // bad flags, missing or unreadable network name or key
 )
 
-// shutdownTimeout bounds the graceful leave after SIGINT or SIGTERM.
+// shutdownTimeout bounds the graceful leave after SIGINT or SIGTERM, on
+// top of the drain (-drain-timeout).
 const shutdownTimeout = 5 * time.Second
 
 func main() {
@@ -69,14 +70,15 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 		return exitError
 	}
 	sig := <-sigCh
-	log.Info().Stringer("signal", sig).Dur("timeout", shutdownTimeout).
+	timeout := opts.cfg.DrainTimeout + shutdownTimeout
+	log.Info().Stringer("signal", sig).Dur("timeout", timeout).
 		Msg("shutting down gracefully; send the signal again to exit at once")
 	go func() {
 		sig := <-sigCh
 		log.Warn().Stringer("signal", sig).Msg("second signal: exiting at once")
 		os.Exit(exitError)
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := d.Shutdown(ctx); err != nil {
 		log.Warn().Err(err).Msg("graceful leave incomplete; peers will see this daemon fail")
