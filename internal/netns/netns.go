@@ -27,17 +27,19 @@ import (
 
 // Net is a switch and the hosts plugged into it.
 type Net struct {
-	t      testing.TB
-	prefix string
-	sw     string // the switch namespace
-	Hosts  []*Host
+	t       testing.TB
+	prefix  string
+	sw      string // the switch namespace
+	Hosts   []*Host
+	bridges int // bridges made by Partition besides br0
 }
 
 // Host is one namespace on the Net.
 type Host struct {
 	Name string // namespace name
-	IP   string // its address on the switch, 10.77.0.x
-	net  *Net
+	IP    string // its address on the switch, 10.77.0.x
+	net   *Net
+	index int // 1-based
 }
 
 // Available reports why namespaces cannot be used here, or "" if they can.
@@ -68,7 +70,7 @@ func New(t testing.TB, n int) *Net {
 	nw.ip("-n", nw.sw, "link", "add", "br0", "type", "bridge")
 	nw.ip("-n", nw.sw, "link", "set", "br0", "up")
 	for i := 1; i <= n; i++ {
-		h := &Host{Name: fmt.Sprintf("%sh%d", nw.prefix, i), IP: fmt.Sprintf("10.77.0.%d", i), net: nw}
+		h := &Host{Name: fmt.Sprintf("%sh%d", nw.prefix, i), IP: fmt.Sprintf("10.77.0.%d", i), net: nw, index: i}
 		port := fmt.Sprintf("p%d", i)
 		nw.ip("netns", "add", h.Name)
 		nw.ip("-n", h.Name, "link", "set", "lo", "up")
@@ -81,6 +83,51 @@ func New(t testing.TB, n int) *Net {
 	}
 	return nw
 }
+
+// Partition splits the switch: each group of hosts is plugged into a
+// bridge of its own, so hosts reach only the hosts of their group, and
+// packets to the others vanish without a word (no RST, no ICMP), as in a
+// real partition. Hosts in no group are cut off from everyone. Heal
+// undoes it. Everything happens inside the test's namespaces.
+func (nw *Net) Partition(groups ...[]*Host) {
+	nw.t.Helper()
+	for len(groups) > nw.bridges {
+		nw.bridges++
+		br := fmt.Sprintf("br%d", nw.bridges)
+		nw.ip("-n", nw.sw, "link", "add", br, "type", "bridge")
+		nw.ip("-n", nw.sw, "link", "set", br, "up")
+	}
+	grouped := map[*Host]bool{}
+	for i, g := range groups {
+		for _, h := range g {
+			grouped[h] = true
+			nw.ip("-n", nw.sw, "link", "set", h.port(), "master", fmt.Sprintf("br%d", i+1))
+		}
+	}
+	for _, h := range nw.Hosts {
+		if !grouped[h] {
+			nw.ip("-n", nw.sw, "link", "set", h.port(), "nomaster")
+		}
+	}
+}
+
+// Isolate cuts h off the switch without a word: its interface stays up,
+// but what it sends goes nowhere and nothing reaches it. Heal undoes it.
+func (nw *Net) Isolate(h *Host) {
+	nw.t.Helper()
+	nw.ip("-n", nw.sw, "link", "set", h.port(), "nomaster")
+}
+
+// Heal plugs every host back into the one switch.
+func (nw *Net) Heal() {
+	nw.t.Helper()
+	for _, h := range nw.Hosts {
+		nw.ip("-n", nw.sw, "link", "set", h.port(), "master", "br0")
+	}
+}
+
+// port is the name of h's port on the switch.
+func (h *Host) port() string { return fmt.Sprintf("p%d", h.index) }
 
 func (nw *Net) ip(args ...string) {
 	nw.t.Helper()
