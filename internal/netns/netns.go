@@ -36,7 +36,7 @@ type Net struct {
 
 // Host is one namespace on the Net.
 type Host struct {
-	Name string // namespace name
+	Name  string // namespace name
 	IP    string // its address on the switch, 10.77.0.x
 	net   *Net
 	index int // 1-based
