@@ -136,6 +136,10 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 			return
 		}
 	}
+	if unreachable && refused == nil {
+		n.complete(id, Result{Status: StatusFault, Fault: "iris: the serving daemon is unreachable"})
+		return
+	}
 	n.complete(id, Result{Status: StatusFault, Fault: "iris: every member of the cluster is overloaded"})
 }
 

@@ -94,6 +94,16 @@ type Config struct {
 	// links of peers that are merely starved of CPU.
 	KeepaliveTimeout time.Duration
 
+	// LinkProbeTimeout bounds how long a peer may leave this daemon's
+	// frames unanswered. A link on which frames were sent and nothing was
+	// heard for KeepaliveInterval/4 is probed (the peer answers at once);
+	// after LinkProbeTimeout/2 without an answer the peer is avoided for new
+	// work, and after LinkProbeTimeout the link is closed as silent, so that
+	// requests in flight there fail at once. Default 600ms. Lower fails
+	// over sooner; too low closes links of peers that are merely starved
+	// of CPU (they are redialed at once, but what was in flight fails).
+	LinkProbeTimeout time.Duration
+
 	// Gossip tunes failure detection. Default LANGossip().
 	Gossip GossipConfig
 }
@@ -157,6 +167,7 @@ func DefaultConfig() *Config {
 		DialTimeout:          5 * time.Second,
 		KeepaliveInterval:    500 * time.Millisecond,
 		KeepaliveTimeout:     3 * time.Second,
+		LinkProbeTimeout:     600 * time.Millisecond,
 		Gossip:               LANGossip(),
 	}
 }
@@ -184,6 +195,8 @@ func (c *Config) Validate() error {
 		return errors.New("overlay: config: HandshakeTimeout and DialTimeout must be positive")
 	case c.KeepaliveInterval <= 0 || c.KeepaliveTimeout < 2*c.KeepaliveInterval:
 		return errors.New("overlay: config: KeepaliveInterval must be positive and KeepaliveTimeout at least twice it")
+	case c.LinkProbeTimeout <= 0:
+		return errors.New("overlay: config: LinkProbeTimeout must be positive")
 	case c.MaxPendingHandshakes < 1:
 		return errors.New("overlay: config: MaxPendingHandshakes must be positive")
 	case c.Gossip.ProbeInterval <= 0 || c.Gossip.ProbeTimeout <= 0 || c.Gossip.SuspicionMult < 1 ||

@@ -335,7 +335,7 @@ func (o *Overlay) linkClosed(l *link) {
 		}
 		o.log.Debug().Str("peer", p.id).Err(l.err).Msg("data link down")
 		if l.silent.Load() {
-			o.log.Warn().Str("peer", p.id).Dur("silent_for", o.cfg.KeepaliveTimeout).
+			o.log.Warn().Str("peer", p.id).AnErr("reason", l.err).
 				Msg("data link closed: the peer went silent; suspect until a link works again")
 		}
 		p.quiet.Store(false)
@@ -382,17 +382,20 @@ func (o *Overlay) refresh(id string) {
 }
 
 // watchLinks is the link watchdog. A link on which this end sent frames
-// but heard nothing for KeepaliveInterval/2 gets a probe, which the far end
-// answers with a heartbeat at once; a probe unanswered for
-// KeepaliveInterval, or a link silent for 2*KeepaliveInterval (the far
+// (requests, say) but heard nothing for KeepaliveInterval/4 gets a probe,
+// which the far end answers with a heartbeat at once. A probe unanswered
+// for LinkProbeTimeout/2, or a link silent for 2*KeepaliveInterval (the far
 // writer sends a heartbeat every KeepaliveInterval when idle), marks the
 // peer quiet: shown as suspect, so new work goes elsewhere, until a record
-// comes in. The link itself stays open until KeepaliveTimeout. The
+// comes in. A probe unanswered for LinkProbeTimeout closes the link as
+// silent, so that what is in flight there fails now rather than at
+// KeepaliveTimeout; the peer stays suspect until a new link works. The
 // watchdog also applies held dead verdicts (see NotifyLeave).
 func (o *Overlay) watchLinks() {
 	iv := o.cfg.KeepaliveInterval
-	probeAfter, probeWait, quietAfter := int64(iv/2), int64(iv), int64(2*iv)
-	tick := time.NewTicker(max(iv/5, 10*time.Millisecond))
+	probeAfter, quietAfter := int64(iv/4), int64(2*iv)
+	probeQuiet, probeClose := int64(o.cfg.LinkProbeTimeout/2), int64(o.cfg.LinkProbeTimeout)
+	tick := time.NewTicker(max(min(iv, o.cfg.LinkProbeTimeout)/10, 5*time.Millisecond))
 	defer tick.Stop()
 	var peers []*peer
 	for {
@@ -412,17 +415,27 @@ func (o *Overlay) watchLinks() {
 			p.mu.Lock()
 			l := p.link
 			p.mu.Unlock()
-			if l == nil || p.quiet.Load() {
+			if l == nil {
 				continue
 			}
 			recv := l.lastRecv.Load()
 			pa := l.probeAt.Load()
-			quiet := now-recv > quietAfter || (pa != 0 && pa > recv && now-pa > probeWait)
-			if !quiet && pa == 0 && now-recv > probeAfter && l.lastSend.Load() > recv {
+			unanswered := int64(0)
+			if pa != 0 && pa > recv {
+				unanswered = now - pa
+			}
+			if unanswered > probeClose {
+				silence := time.Duration(now - recv).Round(time.Millisecond)
+				l.silent.Store(true)
+				l.close(fmt.Errorf("probe unanswered for %v; nothing heard for %v", time.Duration(unanswered).Round(time.Millisecond), silence))
+				continue
+			}
+			if pa == 0 && now-recv > probeAfter && l.lastSend.Load() > recv {
 				l.probeAt.Store(now)
 				l.wantProbe.Store(true)
 				l.kick()
 			}
+			quiet := now-recv > quietAfter || unanswered > probeQuiet
 			if quiet && p.quiet.CompareAndSwap(false, true) {
 				o.log.Info().Str("peer", p.id).Dur("silent_for", time.Duration(now-recv).Round(time.Millisecond)).
 					Msg("data link quiet; sending new work elsewhere until the peer is heard again")
