@@ -487,7 +487,7 @@ func (o *Overlay) holdDead(n *memberlist.Node) bool {
 	pe.mu.Lock()
 	l := pe.link
 	pe.mu.Unlock()
-	if l == nil || time.Since(time.Unix(0, l.lastRecv.Load())) > o.cfg.KeepaliveInterval {
+	if l == nil || time.Since(time.Unix(0, l.lastRecv.Load())) > 2*o.cfg.KeepaliveInterval {
 		return false
 	}
 	if m.heldDead == nil {
