@@ -38,6 +38,8 @@ import (
 
 const (
 	faultInflight = 64
+	// faultWork is how long a member takes per request.
+	faultWork = 5 * time.Millisecond
 	// faultCut is how long the network stays cut: well past memberlist's
 	// GossipToTheDeadTime (30 s), after which nobody contacts a dead node
 	// on its own.
@@ -82,6 +84,14 @@ func (m *faultMember) handle(ctx context.Context, req []byte) ([]byte, error) {
 	m.seen[seq]++
 	m.mu.Unlock()
 	m.handled.Add(1)
+	// Some work, so that a member holds requests at any moment (a drain
+	// has something to wait for).
+	work := time.NewTimer(faultWork)
+	defer work.Stop()
+	select {
+	case <-work.C:
+	case <-ctx.Done():
+	}
 	return append([]byte(fmt.Sprintf("h%d:", m.host)), req...), nil
 }
 
