@@ -229,8 +229,11 @@ func (d *Daemon) StatusAddr() string {
 	return d.statusLn.Addr().String()
 }
 
-// Shutdown leaves the network gracefully, so peers see this daemon as
-// "left" rather than failed, then closes it as Close does. The leave waits
+// Shutdown first drains the daemon (see Config.DrainTimeout): peers stop
+// sending it work and local apps answer the requests they hold. Then it
+// closes the apps' sessions and leaves the network gracefully, so peers see
+// this daemon as "left" rather than failed, then closes it as Close does.
+// The drain and the leave share ctx's deadline. The leave waits
 // for the news to go out until ctx's deadline (DefaultLeaveTimeout when ctx
 // has none); the status server finishes the requests in flight. It returns
 // when every goroutine has exited. Shutdown and Close may be called more

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/iris-mesh/iris/cluster"
 	"github.com/iris-mesh/iris/internal/leakcheck"
 )
 
@@ -96,5 +98,102 @@ func TestRestartedSubscriberGetsNoStaleEvents(t *testing.T) {
 		down+1, restarted, stale, late)
 	if stale > 0 {
 		t.Fatalf("the restarted subscriber got %d events published while its daemon was down", stale)
+	}
+}
+
+// slowMember answers every request after a short while, on a goroutine of
+// its own, counting what it answers.
+type slowMember struct {
+	wg       sync.WaitGroup
+	answered atomic.Int64
+}
+
+func (m *slowMember) HandleRequest(r *cluster.Request) bool {
+	m.wg.Go(func() {
+		work := time.NewTimer(5 * time.Millisecond)
+		defer work.Stop()
+		<-work.C
+		m.answered.Add(1)
+		r.Reply(r.Payload)
+	})
+	return true
+}
+
+func (m *slowMember) HandleBroadcast([]byte) {}
+
+// TestShutdownDrainsUnderLoad: cluster "work" has a member on b and one on
+// c; a keeps 32 requests in flight. b shuts down gracefully: peers stop
+// sending it work, the requests its member holds are answered, and no
+// request fails.
+func TestShutdownDrainsUnderLoad(t *testing.T) {
+	leakcheck.Check(t)
+	key := newKey(t)
+	a := startDaemon(t, testConfig(t, "a", "drain", key))
+	b := startDaemon(t, testConfig(t, "b", "drain", key, a.Addr()))
+	c := startDaemon(t, testConfig(t, "c", "drain", key, a.Addr()))
+	mb, mc := new(slowMember), new(slowMember)
+	defer mb.wg.Wait()
+	defer mc.wg.Wait()
+	for _, x := range []struct {
+		d *Daemon
+		m *slowMember
+	}{{b, mb}, {c, mc}} {
+		if _, err := x.d.Cluster().Register("work", x.m, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "a to know both members", func() bool {
+		cs := a.Cluster().Clusters()
+		return len(cs) == 1 && len(cs[0].Remote) == 2
+	})
+
+	var sent, ok, failed atomic.Int64
+	var mu sync.Mutex
+	var faults []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case sem <- struct{}{}:
+			}
+			sent.Add(1)
+			wg.Add(1)
+			a.Cluster().Request("work", []byte("x"), 10*time.Second, func(res cluster.Result) {
+				defer wg.Done()
+				if res.Status == cluster.StatusOK {
+					ok.Add(1)
+				} else {
+					failed.Add(1)
+					mu.Lock()
+					faults = append(faults, res.Fault)
+					mu.Unlock()
+				}
+				<-sem
+			})
+		}
+	})
+	waitFor(t, 10*time.Second, "b to serve", func() bool { return mb.answered.Load() >= 200 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	base := mc.answered.Load()
+	waitFor(t, 10*time.Second, "c to serve after b left", func() bool { return mc.answered.Load() >= base+200 })
+	close(stop)
+	wg.Wait()
+	t.Logf("b drained and left in %v; %d requests sent, %d ok, %d failed %v", took.Round(time.Millisecond),
+		sent.Load(), ok.Load(), failed.Load(), faults)
+	if ok.Load()+failed.Load() != sent.Load() {
+		t.Fatalf("%d requests sent, %d answered", sent.Load(), ok.Load()+failed.Load())
+	}
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed across a graceful shutdown: %v", failed.Load(), faults)
 	}
 }
