@@ -1,0 +1,142 @@
+package cluster
+
+import (
+	"math"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iris-mesh/iris/overlay"
+)
+
+// TestAvoidanceNeverShortened: a daemon avoided until it is heard from
+// (suspect) stays avoided when its link-down event follows in the same
+// batch; any frame from it ends the avoidance.
+func TestAvoidanceNeverShortened(t *testing.T) {
+	n, err := New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	startQuiet(t, n)
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive})
+	r := n.remote("x")
+	now := time.Now().UnixNano()
+	if !r.healthy(now) {
+		t.Fatal("a new alive daemon is avoided")
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateSuspect})
+	n.HandleLinkDown("x")
+	if got := r.unhealthy.Load(); got != math.MaxInt64 {
+		t.Fatalf("after suspect then link down, avoided until %v, want until heard from", time.Unix(0, got))
+	}
+	if r.healthy(time.Now().Add(time.Hour).UnixNano()) {
+		t.Fatal("a suspect daemon is healthy an hour later")
+	}
+	n.HandleFrame("x", []byte{0xff}) // any frame: an unknown type is skipped
+	if !r.healthy(time.Now().UnixNano()) {
+		t.Fatal("a frame from the daemon did not end its avoidance")
+	}
+}
+
+// TestTwoChoicesAreDistinct: between two daemons, the one with many
+// requests in flight (say, it stopped answering) is never picked while
+// the other is healthy and has room.
+func TestTwoChoicesAreDistinct(t *testing.T) {
+	stuck, fine := &remoteNode{id: "stuck"}, &remoteNode{id: "fine"}
+	stuck.inflight.Store(60)
+	ts := []remoteTarget{{node: stuck, members: 1, capacity: 128}, {node: fine, members: 1, capacity: 128}}
+	now := time.Now().UnixNano()
+	for range 1000 {
+		if got := pickRemote(ts, now, nil, false); got != fine {
+			t.Fatalf("picked %s over a less loaded daemon", got.id)
+		}
+	}
+}
+
+// nullOverlay is an overlay that delivers nothing and records the frame
+// types sent: for tests of the node's own bookkeeping.
+type nullOverlay struct {
+	id        string
+	published chan uint64 // table versions published by the table pusher
+	mu        sync.Mutex
+	sent      []frameType
+}
+
+// startQuiet starts n on a nullOverlay and waits for the table pusher's
+// first round, so that it sends nothing unasked afterwards.
+func startQuiet(t *testing.T, n *Node) *nullOverlay {
+	t.Helper()
+	ov := &nullOverlay{id: "self", published: make(chan uint64, 16)}
+	if err := n.Start(ov); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ov.published:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the table pusher did not run")
+	}
+	return ov
+}
+
+func (o *nullOverlay) ID() string   { return o.id }
+func (o *nullOverlay) Zone() string { return "" }
+func (o *nullOverlay) Send(_ string, _ overlay.Priority, head, _ []byte) error {
+	o.mu.Lock()
+	o.sent = append(o.sent, frameType(head[0]))
+	o.mu.Unlock()
+	return nil
+}
+
+// take returns the frame types sent since the last call.
+func (o *nullOverlay) take() []frameType {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := o.sent
+	o.sent = nil
+	return out
+}
+
+func (o *nullOverlay) SetAppVersion(v uint64) {
+	select {
+	case o.published <- v:
+	default:
+	}
+}
+
+func (o *nullOverlay) Peers() []overlay.Peer { return nil }
+
+// TestResyncOnReappearance: when a daemon appears, or comes back alive
+// after being suspect, this one pushes its table and asks for the other's
+// at once, whatever the gossiped versions say.
+func TestResyncOnReappearance(t *testing.T) {
+	n, err := New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ov := startQuiet(t, n)
+	resync := []frameType{fTable, fTableReq}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})
+	if got := ov.take(); !slices.Equal(got, resync) {
+		t.Fatalf("on a new peer sent %v, want %v", got, resync)
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})
+	if got := ov.take(); len(got) != 0 {
+		t.Fatalf("on an unchanged peer sent %v, want nothing", got)
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateSuspect, AppVersion: 3})
+	if got := ov.take(); len(got) != 0 {
+		t.Fatalf("on a suspect peer sent %v, want nothing", got)
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})
+	if got := ov.take(); !slices.Equal(got, resync) {
+		t.Fatalf("on a peer alive again sent %v, want %v", got, resync)
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateDead})
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})
+	if got := ov.take(); !slices.Equal(got, resync) {
+		t.Fatalf("on a peer back from dead sent %v, want %v", got, resync)
+	}
+}
