@@ -197,3 +197,26 @@ func TestShutdownDrainsUnderLoad(t *testing.T) {
 		t.Fatalf("%d requests failed across a graceful shutdown: %v", failed.Load(), faults)
 	}
 }
+
+// TestRejoinsDeadMembersAddress: a knows b, which crashes; a daemon that
+// knows no seed comes up at b's address. Nobody is told to join anybody,
+// yet they find each other: a keeps trying the last known address of its
+// dead member.
+func TestRejoinsDeadMembersAddress(t *testing.T) {
+	leakcheck.Check(t)
+	key := newKey(t)
+	a := startDaemon(t, testConfig(t, "a", "rejoin", key))
+	b := startDaemon(t, testConfig(t, "b", "rejoin", key, a.Addr()))
+	sc := newStatusClient(t)
+	waitFor(t, 10*time.Second, "a to see b", func() bool { return sc.peerStates(a)["b"] == "alive" })
+	b.Close()
+	waitFor(t, 20*time.Second, "a to see b dead", func() bool { return sc.peerStates(a)["b"] == "dead" })
+	cfg := testConfig(t, "b2", "rejoin", key) // no seeds
+	cfg.Listen = b.Addr()
+	b2 := startDaemon(t, cfg)
+	start := time.Now()
+	waitFor(t, 20*time.Second, "a and b2 to find each other", func() bool {
+		return sc.peerStates(a)["b2"] == "alive" && sc.peerStates(b2)["a"] == "alive"
+	})
+	t.Logf("a found the daemon at its dead member's address in %v", time.Since(start).Round(time.Millisecond))
+}
