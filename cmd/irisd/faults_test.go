@@ -411,6 +411,11 @@ func cutScenario(t *testing.T, fn *faultNet, cut, restore func()) {
 	t.Logf("heal: every /status shows all five alive %v after the network was restored; requests reach all four members %v later",
 		healed.Round(time.Millisecond), balanced.Round(time.Millisecond))
 	fn.checkExactlyOnce(l)
+	// A host coming back must not hurt the others (stale dead verdicts used
+	// to make healthy daemons drop their links to host 1).
+	if sent, ok := l.sentBetween(restoredAt, endAt); ok != sent {
+		t.Errorf("%d of %d requests sent after the network was restored failed", sent-ok, sent)
+	}
 	if gap > maxAnswerGap {
 		t.Errorf("no answer for %v while the network was cut (at +%v), want at most %v", gap, gapAt.Sub(cutAt), maxAnswerGap)
 	}
