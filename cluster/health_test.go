@@ -107,9 +107,10 @@ func (o *nullOverlay) SetAppVersion(v uint64) {
 
 func (o *nullOverlay) Peers() []overlay.Peer { return nil }
 
-// TestResyncOnReappearance: when a daemon appears, or comes back alive
-// after being suspect, this one pushes its table and asks for the other's
-// at once, whatever the gossiped versions say.
+// TestResyncOnReappearance: when a daemon appears, comes back from dead,
+// or is alive again after its link broke, this one pushes its table and
+// asks for the other's at once, whatever the gossiped versions say; a
+// daemon that was only quiet (suspect, no link lost) needs no resync.
 func TestResyncOnReappearance(t *testing.T) {
 	n, err := New(DefaultConfig())
 	if err != nil {
@@ -127,12 +128,18 @@ func TestResyncOnReappearance(t *testing.T) {
 		t.Fatalf("on an unchanged peer sent %v, want nothing", got)
 	}
 	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateSuspect, AppVersion: 3})
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})
+	if got := ov.take(); len(got) != 0 {
+		t.Fatalf("on a peer that was only quiet sent %v, want nothing", got)
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateSuspect, AppVersion: 3})
+	n.HandleLinkDown("x")
 	if got := ov.take(); len(got) != 0 {
 		t.Fatalf("on a suspect peer sent %v, want nothing", got)
 	}
 	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})
 	if got := ov.take(); !slices.Equal(got, resync) {
-		t.Fatalf("on a peer alive again sent %v, want %v", got, resync)
+		t.Fatalf("on a peer alive again after its link broke sent %v, want %v", got, resync)
 	}
 	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateDead})
 	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive, AppVersion: 3})

@@ -222,12 +222,26 @@ func (n *Node) HandlePeer(p overlay.Peer) {
 // HandleLinkDown implements overlay.Delegate: requests in flight to that
 // daemon may be lost, so they are faulted now rather than at their deadline.
 func (n *Node) HandleLinkDown(id string) {
+	var mine []byte
 	n.mu.Lock()
-	if r := n.remotes[id]; r != nil {
+	r := n.remotes[id]
+	if r != nil {
 		r.markUnhealthy(n.cfg.UnhealthyFor)
 		r.requested = 0 // a table request may have been lost with the link: ask again
+		r.linkBroke = true
+		if r.state == overlay.StateAlive && !n.closed && n.started {
+			// Already reported alive again (events coalesce): resync now,
+			// as peerAlive would have.
+			r.linkBroke = false
+			mine, _ = n.localTableLocked().encode()
+		}
 	}
+	ov := n.ov
 	n.mu.Unlock()
+	if mine != nil {
+		_ = ov.Send(id, overlay.Control, []byte{byte(fTable)}, mine)
+		_ = ov.Send(id, overlay.Control, []byte{byte(fTableReq)}, nil)
+	}
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: link to the serving daemon broke")
 	n.failTunnels(id, "iris: link to the far daemon broke")
 }

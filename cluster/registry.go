@@ -105,6 +105,7 @@ type remoteNode struct {
 	tbl       *table        // nil until pulled
 	requested uint64        // table version last asked for
 	state     overlay.State // the overlay's last word on it
+	linkBroke bool          // a link to it broke since it was last alive
 	inflight  atomic.Int64
 	unhealthy atomic.Int64 // unix nanos until which the balancer avoids it
 }
@@ -225,10 +226,11 @@ func (n *Node) rebuildForLocked(t *table) {
 }
 
 // peerAlive records a peer the overlay reports alive or suspect. When it
-// (re)appears alive, after being unknown, gone or suspect, the interest
-// tables are resynchronised at once both ways: this daemon pushes its table
-// and asks for the peer's, since either may have changed, or been lost
-// with a broken link, meanwhile.
+// (re)appears alive, after being unknown or gone, or after a link to it
+// broke, the interest tables are resynchronised at once both ways: this
+// daemon pushes its table and asks for the peer's, since either may have
+// changed, or been lost with the link, meanwhile. (A peer that was only
+// quiet lost nothing.)
 func (n *Node) peerAlive(p overlay.Peer) {
 	n.mu.Lock()
 	if n.closed || !n.started {
@@ -241,8 +243,11 @@ func (n *Node) peerAlive(p overlay.Peer) {
 		r = &remoteNode{id: p.ID}
 		n.remotes[p.ID] = r
 	}
-	reappeared := p.State == overlay.StateAlive && (fresh || r.state != overlay.StateAlive)
+	reappeared := p.State == overlay.StateAlive && (fresh || (r.state != overlay.StateAlive && r.linkBroke))
 	r.state = p.State
+	if p.State == overlay.StateAlive {
+		r.linkBroke = false
+	}
 	zoneChanged := r.zone != p.Zone
 	r.zone = p.Zone
 	if p.State == overlay.StateSuspect {

@@ -82,7 +82,9 @@ type Config struct {
 	DialTimeout time.Duration
 
 	// KeepaliveInterval is how long a data link's writer may stay idle
-	// before it sends an empty heartbeat frame. Default 500ms.
+	// before it sends an empty heartbeat frame, so that the far end hears
+	// from a live peer at least that often (see LinkProbeTimeout). Default
+	// 250ms.
 	KeepaliveInterval time.Duration
 
 	// KeepaliveTimeout closes a data link that received nothing (not even a
@@ -96,7 +98,7 @@ type Config struct {
 
 	// LinkProbeTimeout bounds how long a peer may leave this daemon's
 	// frames unanswered. A link on which frames were sent and nothing was
-	// heard for KeepaliveInterval/4 is probed (the peer answers at once);
+	// heard for KeepaliveInterval/2 is probed (the peer answers at once);
 	// after LinkProbeTimeout/2 without an answer the peer is avoided for new
 	// work, and after LinkProbeTimeout the link is closed as silent, so that
 	// requests in flight there fail at once. Default 600ms. Lower fails
@@ -165,7 +167,7 @@ func DefaultConfig() *Config {
 		HandshakeTimeout:     5 * time.Second,
 		MaxPendingHandshakes: 128,
 		DialTimeout:          5 * time.Second,
-		KeepaliveInterval:    500 * time.Millisecond,
+		KeepaliveInterval:    250 * time.Millisecond,
 		KeepaliveTimeout:     3 * time.Second,
 		LinkProbeTimeout:     600 * time.Millisecond,
 		Gossip:               LANGossip(),

@@ -382,18 +382,21 @@ func (o *Overlay) refresh(id string) {
 }
 
 // watchLinks is the link watchdog. A link on which this end sent frames
-// (requests, say) but heard nothing for KeepaliveInterval/4 gets a probe,
+// (requests, say) but heard nothing for KeepaliveInterval/2 gets a probe,
 // which the far end answers with a heartbeat at once. A probe unanswered
-// for LinkProbeTimeout/2, or a link silent for 2*KeepaliveInterval (the far
+// for LinkProbeTimeout/2, or a link silent for KeepaliveTimeout/2 (the far
 // writer sends a heartbeat every KeepaliveInterval when idle), marks the
 // peer quiet: shown as suspect, so new work goes elsewhere, until a record
 // comes in. A probe unanswered for LinkProbeTimeout closes the link as
 // silent, so that what is in flight there fails now rather than at
-// KeepaliveTimeout; the peer stays suspect until a new link works. The
-// watchdog also applies held dead verdicts (see NotifyLeave).
+// KeepaliveTimeout; the peer stays suspect until a new link works. A live
+// peer is never silent for long even when this end's own backlog delays
+// the probe: its heartbeats come on the other direction of the
+// connection. The watchdog also applies held dead verdicts (see
+// NotifyLeave).
 func (o *Overlay) watchLinks() {
 	iv := o.cfg.KeepaliveInterval
-	probeAfter, quietAfter := int64(iv/4), int64(2*iv)
+	probeAfter, quietAfter := int64(iv/2), int64(o.cfg.KeepaliveTimeout/2)
 	probeQuiet, probeClose := int64(o.cfg.LinkProbeTimeout/2), int64(o.cfg.LinkProbeTimeout)
 	tick := time.NewTicker(max(min(iv, o.cfg.LinkProbeTimeout)/10, 5*time.Millisecond))
 	defer tick.Stop()
