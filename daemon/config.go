@@ -98,6 +98,13 @@ type Config struct {
 	// so bind a loopback or management address. Default "" (no server).
 	StatusAddr string
 
+	// Pprof also serves net/http/pprof under /debug/pprof/ on the status
+	// server (which then allows responses of up to a minute, for CPU
+	// profiles and traces). Profiles reveal internals and cost CPU while
+	// taken: enable it on a loopback or management address only. Default
+	// false.
+	Pprof bool
+
 	// Gossip tunes failure detection. Default overlay.LANGossip(); tests on
 	// loopback use overlay.LocalGossip() for sub-second detection.
 	Gossip overlay.GossipConfig

@@ -177,6 +177,11 @@ func (d *Daemon) startStatus() error {
 		IdleTimeout:       time.Minute,
 		ErrorLog:          log.New(httpErrorLog{d.log}, "", 0),
 	}
+	if d.cfg.Pprof {
+		// pprof refuses a profile or trace longer than WriteTimeout; allow
+		// its 30 s default and traces of up to a minute.
+		d.status.WriteTimeout = 65 * time.Second
+	}
 	d.log.Info().Str("addr", ln.Addr().String()).Msg("status server listening")
 	d.wg.Go(func() {
 		if err := d.status.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -68,9 +68,15 @@ func (d *Daemon) Status() Status {
 	return st
 }
 
-// statusHandler serves GET /status and GET /metrics.
+// statusHandler serves GET /status, /metrics, /healthz, /readyz, the
+// dashboard, and /debug/pprof/ when Config.Pprof is set.
 func (d *Daemon) statusHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", handleHealthz)
+	mux.HandleFunc("GET /readyz", d.handleReadyz)
+	if d.cfg.Pprof {
+		registerPprof(mux)
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -19,9 +20,10 @@ import (
 // Environment variables read when the matching flag is not given (and
 // never with -dev).
 const (
-	envNet  = "IRIS_NET"  // network name, as -net
-	envKey  = "IRIS_KEY"  // the base64 network key itself (not a file), as -key
-	envJoin = "IRIS_JOIN" // comma-separated seeds, as -join
+	envNet   = "IRIS_NET"   // network name, as -net
+	envKey   = "IRIS_KEY"   // the base64 network key itself (not a file), as -key
+	envJoin  = "IRIS_JOIN"  // comma-separated seeds, as -join
+	envPprof = "IRIS_PPROF" // "1" or "true" serves net/http/pprof, as -pprof
 )
 
 // Defaults of -dev; flags given explicitly still win.
@@ -48,6 +50,7 @@ type rawFlags struct {
 	relay                               int
 	maxMessage, appQueue, maxApps       int
 	memberCapacity                      int
+	pprof                               bool
 }
 
 const usageText = `Usage:
@@ -59,6 +62,7 @@ Environment (used when the flag is not given; ignored with -dev):
   IRIS_NET   network name (-net)
   IRIS_KEY   the network key itself, base64 (-key takes a file instead)
   IRIS_JOIN  comma-separated seeds (-join)
+  IRIS_PPROF 1 or true to serve net/http/pprof on the status address (-pprof)
 
 Flags:
 `
@@ -76,6 +80,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.StringVar(&r.join, "join", "", "comma-separated seed daemons, `HOST[:PORT],...` (port default 55556; or $IRIS_JOIN)")
 	fs.IntVar(&r.relay, "relay", daemon.DefaultRelayPort, "relay `PORT` for local apps, on loopback only (0 disables)")
 	fs.StringVar(&r.status, "status", "", "serve GET /status and /metrics on `HOST:PORT` (default off; "+devStatus+" with -dev)")
+	fs.BoolVar(&r.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the -status address (or $IRIS_PPROF=1)")
 	fs.StringVar(&r.zone, "zone", "", "locality `LABEL` (rack, zone) for locality-aware balancing")
 	fs.StringVar(&r.node, "node", "", "node `ID`, unique in the network (default: host name plus a random suffix)")
 	fs.StringVar(&r.gossip, "gossip", "lan", "failure-detection timers: `lan` (a silent daemon is declared dead after about 5-25 s) or local (about 1-4 s; loopback tests)")
@@ -146,6 +151,12 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	}
 	c.StatusAddr = pick(set["status"], r.status, "", r.dev, devStatus)
 	c.Join = splitList(pick(set["join"], r.join, getenv(envJoin), false, ""))
+	if c.Pprof, err = pickBool(set["pprof"], r.pprof, envPprof, getenv); err != nil {
+		return err
+	}
+	if c.Pprof && c.StatusAddr == "" {
+		return errors.New("-pprof needs a status address: pass -status HOST:PORT")
+	}
 	c.Advertise, c.Zone, c.NodeID, c.RelayPort = r.advertise, r.zone, r.node, r.relay
 	if r.relay < 0 || r.relay > 65535 {
 		return fmt.Errorf("-relay %d: want a port in 1..65535, or 0 to disable", r.relay)
@@ -221,6 +232,23 @@ func pick(given bool, flagVal, envVal string, dev bool, devVal string) string {
 		return devVal
 	}
 	return ""
+}
+
+// pickBool returns the flag value if the flag was given, else the
+// environment variable env parsed as a boolean (unset means false).
+func pickBool(given, flagVal bool, env string, getenv func(string) string) (bool, error) {
+	if given {
+		return flagVal, nil
+	}
+	v := strings.TrimSpace(getenv(env))
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1, true, 0 or false", env, v)
+	}
+	return b, nil
 }
 
 // splitList splits a comma-separated list, dropping blanks.
