@@ -51,6 +51,7 @@ type Daemon struct {
 
 	status   *http.Server // nil without StatusAddr
 	statusLn net.Listener
+	rates    *rateRing // the dashboard's rate history; nil without StatusAddr
 
 	// lifeMu serializes overlay.Leave and overlay.Close: memberlist panics
 	// on a leave after its shutdown.
@@ -64,7 +65,7 @@ type Daemon struct {
 	stopOnce  sync.Once
 	leaveOnce sync.Once
 	closeOnce sync.Once
-	wg        sync.WaitGroup // the joiner and the status server
+	wg        sync.WaitGroup // the joiner, the status server and the rate sampler
 }
 
 // New starts a daemon: it binds the overlay and status addresses, starts
@@ -183,6 +184,8 @@ func (d *Daemon) startStatus() error {
 		d.status.WriteTimeout = 65 * time.Second
 	}
 	d.log.Info().Str("addr", ln.Addr().String()).Msg("status server listening")
+	d.rates = newRateRing(rateSamples)
+	d.wg.Go(d.sampleRates)
 	d.wg.Go(func() {
 		if err := d.status.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error().Err(err).Msg("status server stopped")

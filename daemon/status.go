@@ -77,6 +77,7 @@ func (d *Daemon) statusHandler(reg *prometheus.Registry) http.Handler {
 	if d.cfg.Pprof {
 		registerPprof(mux)
 	}
+	d.registerDashboard(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
