@@ -46,6 +46,12 @@ type Config struct {
 	// never log it (Key.String returns the secret).
 	Key crypto.Key
 
+	// SecondaryKeys are older or newer network keys this daemon still
+	// accepts from peers but never dials with, for a key rotation without
+	// an outage (see Daemon.SetKeys and docs/operations.md). At most
+	// crypto.MaxKeys-1. Default none.
+	SecondaryKeys []crypto.Key
+
 	// NodeID names this daemon in the network and must be unique there.
 	// Default: the host name plus a random suffix, so a restarted daemon is a
 	// new node.
@@ -182,6 +188,7 @@ func (c *Config) overlayConfig(del overlay.Delegate) *overlay.Config {
 	oc := overlay.DefaultConfig()
 	oc.Network = c.Network
 	oc.Key = c.Key
+	oc.SecondaryKeys = c.SecondaryKeys
 	oc.NodeID = c.NodeID
 	oc.ListenAddr = c.Listen
 	oc.AdvertiseAddr = c.Advertise

@@ -36,6 +36,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/overlay"
 	"github.com/iris-mesh/iris/relay"
 )
@@ -77,6 +78,7 @@ func New(cfg *Config) (*Daemon, error) {
 	}
 	c := *cfg
 	c.Join = append([]string(nil), cfg.Join...)
+	c.SecondaryKeys = append([]crypto.Key(nil), cfg.SecondaryKeys...)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -236,6 +238,18 @@ func (d *Daemon) StatusAddr() string {
 		return ""
 	}
 	return d.statusLn.Addr().String()
+}
+
+// SetKeys replaces the daemon's network keys while it runs, for a key
+// rotation without restart: it dials with primary from now on and accepts
+// primary and every one of secondary from peers. Links already up are
+// kept. A list that Config.Validate would refuse changes nothing. It never
+// logs the keys.
+func (d *Daemon) SetKeys(primary crypto.Key, secondary []crypto.Key) error {
+	if err := d.ov.SetKeys(primary, secondary); err != nil {
+		return fmt.Errorf("daemon: set keys: %w", err)
+	}
+	return nil
 }
 
 // Shutdown leaves the network gracefully, so peers see this daemon as

@@ -125,6 +125,8 @@ type collector struct {
 	info      *prometheus.Desc
 	layers    []layerMetric
 	joinFails *prometheus.Desc
+	keys      *prometheus.Desc
+	secondary *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -151,6 +153,10 @@ func newCollector(d *Daemon) *collector {
 		layers: layerMetrics(),
 		joinFails: prometheus.NewDesc("iris_daemon_join_failures_total",
 			"Attempts to join the seeds that left no other daemon known.", nil, nil),
+		keys: prometheus.NewDesc("iris_overlay_network_keys",
+			"Network keys accepted now, the primary included (more than 1 during a key rotation).", nil, nil),
+		secondary: prometheus.NewDesc("iris_overlay_handshakes_secondary_key_total",
+			"Inbound connections authenticated with a secondary network key rather than the primary.", nil, nil),
 	}
 }
 
@@ -163,6 +169,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.peers
 	ch <- c.info
 	ch <- c.joinFails
+	ch <- c.keys
+	ch <- c.secondary
 	for _, m := range c.layers {
 		ch <- m.desc
 	}
@@ -185,6 +193,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, ov.ID(), ov.Zone())
 	ch <- prometheus.MustNewConstMetric(c.joinFails, prometheus.CounterValue, float64(c.d.joinFailures.Load()))
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(ov.KeyCount()))
+	ch <- prometheus.MustNewConstMetric(c.secondary, prometheus.CounterValue, float64(ov.SecondaryKeyHandshakes()))
 	var snap layerStats
 	snap.cluster = c.d.node.Stats()
 	snap.tunnels = c.d.node.TunnelCount()

@@ -39,6 +39,9 @@ type options struct {
 	logLevel zerolog.Level
 	// ephemeralKey is set when -dev generated a random key.
 	ephemeralKey bool
+	// keyFile is the -key file, re-read on SIGHUP; "" when the keys came
+	// from the environment or -dev.
+	keyFile string
 }
 
 // rawFlags holds the flag values before they are checked.
@@ -60,7 +63,8 @@ const usageText = `Usage:
 
 Environment (used when the flag is not given; ignored with -dev):
   IRIS_NET   network name (-net)
-  IRIS_KEY   the network key itself, base64 (-key takes a file instead)
+  IRIS_KEY   the network key itself, base64 (-key takes a file instead); during
+             a key rotation several, comma-separated, the one to dial with first
   IRIS_JOIN  comma-separated seeds (-join)
   IRIS_PPROF 1 or true to serve net/http/pprof on the status address (-pprof)
 
@@ -74,7 +78,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.BoolVar(&r.dev, "dev", false, "run a standalone `dev` node: network \"dev\", a fresh ephemeral key, listen "+
 		devListen+", status "+devStatus+"; other flags override these")
 	fs.StringVar(&r.network, "net", "", "network `NAME` (or $IRIS_NET); daemons join only daemons of the same name and key")
-	fs.StringVar(&r.keyFile, "key", "", "network key `FILE` written by 'irisd keygen' (or the key itself in $IRIS_KEY)")
+	fs.StringVar(&r.keyFile, "key", "", "network key `FILE` written by 'irisd keygen' (or the key itself in $IRIS_KEY); during a key rotation one key per line, the one to dial with first, re-read on SIGHUP")
 	fs.StringVar(&r.listen, "listen", "", "overlay `HOST:PORT`, TCP and UDP (default "+daemon.DefaultListen+")")
 	fs.StringVar(&r.advertise, "advertise", "", "`HOST:PORT` other daemons reach this one at (default: the listen address, or the host's private IP)")
 	fs.StringVar(&r.join, "join", "", "comma-separated seed daemons, `HOST[:PORT],...` (port default 55556; or $IRIS_JOIN)")
@@ -194,21 +198,26 @@ func (r *rawFlags) applyLimits(c *daemon.Config) error {
 	return nil
 }
 
-// loadKey sets the network key from -key, else $IRIS_KEY, else (with -dev)
-// a fresh random key.
+// loadKey sets the network keys from -key, else $IRIS_KEY, else (with -dev)
+// a fresh random key. The file holds one key per line, IRIS_KEY a
+// comma-separated list; the first key dials, the others (at most 3) are
+// accepted too, for a key rotation.
 func (r *rawFlags) loadKey(opts *options, given bool, getenv func(string) string) error {
 	var err error
 	switch {
 	case given:
-		opts.cfg.Key, err = crypto.ReadKeyFile(r.keyFile)
+		keys, err := crypto.ReadKeysFile(r.keyFile)
 		if err != nil {
 			return fmt.Errorf("-key: %w", err)
 		}
+		opts.cfg.Key, opts.cfg.SecondaryKeys = keys[0], keys[1:]
+		opts.keyFile = r.keyFile
 	case getenv(envKey) != "":
-		opts.cfg.Key, err = crypto.ParseKey(getenv(envKey))
+		keys, err := crypto.ParseKeys(getenv(envKey))
 		if err != nil {
 			return fmt.Errorf("%s: %w", envKey, err)
 		}
+		opts.cfg.Key, opts.cfg.SecondaryKeys = keys[0], keys[1:]
 	case r.dev:
 		opts.cfg.Key, err = crypto.GenerateKey()
 		opts.ephemeralKey = true

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,5 +53,48 @@ func TestPprofFlag(t *testing.T) {
 				t.Fatalf("Pprof = %v; want %v", o.cfg.Pprof, tt.want)
 			}
 		})
+	}
+}
+
+func TestKeyListFlags(t *testing.T) {
+	dir := t.TempDir()
+	var ks [5]crypto.Key
+	for i := range ks {
+		k, err := crypto.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks[i] = k
+	}
+	write := func(name string, keys ...crypto.Key) string {
+		var b strings.Builder
+		b.WriteString("# rotation in progress\n")
+		for _, k := range keys {
+			b.WriteString(k.Text() + "\n")
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	two := write("two", ks[1], ks[0])
+	five := write("five", ks[:]...)
+	noenv := func(string) string { return "" }
+	o, err := parseArgs([]string{"-net", "n", "-key", two}, noenv)
+	if err != nil || o.cfg.Key != ks[1] || len(o.cfg.SecondaryKeys) != 1 || o.cfg.SecondaryKeys[0] != ks[0] || o.keyFile != two {
+		t.Fatalf("-key with two keys: %v", err)
+	}
+	env := map[string]string{envNet: "n", envKey: ks[2].Text() + ", " + ks[3].Text()}
+	o, err = parseArgs(nil, func(k string) string { return env[k] })
+	if err != nil || o.cfg.Key != ks[2] || len(o.cfg.SecondaryKeys) != 1 || o.cfg.SecondaryKeys[0] != ks[3] || o.keyFile != "" {
+		t.Fatalf("IRIS_KEY with two keys: %v", err)
+	}
+	if _, err := parseArgs([]string{"-net", "n", "-key", five}, noenv); err == nil || !strings.Contains(err.Error(), "more than 4 keys") {
+		t.Fatalf("five keys: %v", err)
+	}
+	env[envKey] = ks[0].Text() + "," + ks[0].Text()
+	if _, err := parseArgs(nil, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "repeats") {
+		t.Fatalf("repeated key: %v", err)
 	}
 }

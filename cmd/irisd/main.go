@@ -63,12 +63,21 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	// Subscribe before starting, so no signal falls between the two.
 	sigCh := make(chan os.Signal, 2)
 	signal.Notify(sigCh, syscall.SIGINT, syscall.SIGTERM)
+	hupCh := make(chan os.Signal, 1)
+	signal.Notify(hupCh, syscall.SIGHUP)
 	d, err := daemon.New(opts.cfg)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return exitError
 	}
-	sig := <-sigCh
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigCh:
+		case <-hupCh:
+			reloadKeys(d, opts, log)
+		}
+	}
 	log.Info().Stringer("signal", sig).Dur("timeout", shutdownTimeout).
 		Msg("shutting down gracefully; send the signal again to exit at once")
 	go func() {
@@ -82,6 +91,26 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 		log.Warn().Err(err).Msg("graceful leave incomplete; peers will see this daemon fail")
 	}
 	return exitOK
+}
+
+// reloadKeys re-reads the -key file on SIGHUP and gives the daemon its
+// keys: the step of a key rotation. On any error the daemon keeps the keys
+// it has.
+func reloadKeys(d *daemon.Daemon, opts *options, log zerolog.Logger) {
+	if opts.keyFile == "" {
+		log.Warn().Msg("SIGHUP: keys not reloaded: they came from " + envKey +
+			" or -dev, which cannot change; run with -key FILE to rotate keys without a restart")
+		return
+	}
+	keys, err := crypto.ReadKeysFile(opts.keyFile)
+	if err == nil {
+		err = d.SetKeys(keys[0], keys[1:])
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("SIGHUP: keys not reloaded; keeping the current ones")
+		return
+	}
+	log.Info().Str("file", opts.keyFile).Int("keys", len(keys)).Msg("network keys reloaded")
 }
 
 // newLogger logs to w: human-readable when w is a terminal, JSON lines
