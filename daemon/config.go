@@ -99,7 +99,8 @@ type Config struct {
 	Relay *relay.Config
 
 	// StatusAddr is the host:port of the HTTP status server (GET /status,
-	// GET /metrics). Port 0 picks a free port; see Daemon.StatusAddr. The
+	// /metrics, /healthz, /readyz, and the dashboard at / with its data at
+	// /api/dashboard). Port 0 picks a free port; see Daemon.StatusAddr. The
 	// endpoints are unauthenticated and reveal the network name and peers,
 	// so bind a loopback or management address. Default "" (no server).
 	StatusAddr string

@@ -2,7 +2,8 @@
 // that joins it to the other daemons of its network, the cluster layer that
 // routes requests, broadcasts, events and tunnels by cluster name and topic,
 // the relay that local apps connect to, the background join to the seed
-// daemons, and the HTTP status server (JSON status and Prometheus metrics).
+// daemons, and the HTTP status server (JSON status, Prometheus metrics,
+// health and readiness probes, the live dashboard, and optionally pprof).
 //
 // cmd/irisd is a thin shell around this package: it turns flags and
 // environment variables into a Config, calls New, and calls Shutdown on
