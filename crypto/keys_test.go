@@ -1,7 +1,9 @@
 package crypto
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -195,6 +197,52 @@ func FuzzParseKeys(f *testing.F) {
 			if again[i] != keys[i] {
 				t.Fatalf("reparse: key %d differs", i)
 			}
+		}
+	})
+}
+
+// FuzzAccept is FuzzHandshakeResponder for a responder with three keys:
+// whatever the input, Accept must not panic, must read at most one framed
+// message, must fail with ErrHandshake and write nothing unless the input
+// starts with a genuine first message for one of its keys, and must then
+// report that key's index.
+func FuzzAccept(f *testing.F) {
+	keys := []Key{testKey(), {1}, {2}}
+	for _, k := range keys {
+		f.Add(validFirstMessage(f, "fuzz", k))
+	}
+	f.Add(validFirstMessage(f, "fuzz", Key{3}))
+	f.Add(validFirstMessage(f, "other", keys[1]))
+	f.Add([]byte{})
+	f.Add([]byte{0, 48})
+	f.Add(frame(1024, make([]byte, 1024)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		counter := &countingReader{r: bytes.NewReader(data)}
+		var out bytes.Buffer
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{counter, &out}
+		s, idx, err := Accept(rw, "fuzz", keys)
+		if counter.n > handshakeHeaderSize+maxHandshakeMessage {
+			t.Fatalf("responder read %d bytes", counter.n)
+		}
+		if err != nil {
+			if s != nil || idx != -1 || !errors.Is(err, ErrHandshake) || out.Len() != 0 {
+				t.Fatalf("Accept = %v, %d, %v after writing %d bytes", s, idx, err, out.Len())
+			}
+			return
+		}
+		if idx < 0 || idx >= len(keys) || out.Len() != handshakeHeaderSize+48 {
+			t.Fatalf("Accept succeeded with index %d, replied %d bytes", idx, out.Len())
+		}
+		// The message must really be one for keys[idx]: a responder with
+		// that key alone accepts it too.
+		if _, err := Handshake(struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(data), io.Discard}, false, "fuzz", keys[idx]); err != nil {
+			t.Fatalf("Accept chose key %d, which does not accept the message: %v", idx, err)
 		}
 	})
 }
