@@ -90,6 +90,16 @@ func waitDOM(t *testing.T, ctx context.Context, timeout time.Duration, what, sel
 	}
 }
 
+// waitJS waits, up to timeout, for a JavaScript expression to be truthy.
+func waitJS(t *testing.T, ctx context.Context, timeout time.Duration, what, expr string) {
+	t.Helper()
+	err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		t.Fatalf("waiting %v for %s (%s): %v", timeout, what, expr, err)
+	}
+}
+
 // traffic keeps requests, broadcasts and events flowing from an app on a
 // daemon's relay, at a rate that swings between about 10 and 90 a second,
 // so that the dashboard's charts have something to show.
@@ -210,7 +220,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitDOM(t, browser, deadline, id+" listed alive", fmt.Sprintf(`#daemons tr[data-daemon=%q][data-state="alive"]`, id))
 	}
 	waitDOM(t, browser, deadline, "echo's 3 members", `#clusters tr[data-cluster="echo"][data-total="3"]`)
-	waitDOM(t, browser, deadline, "echo's members on iris-2", `#clusters tr[data-cluster="echo"] .chip[data-daemon="iris-2"]`)
+	waitJS(t, browser, deadline, "echo's 2 members on iris-2",
+		`document.querySelector('#clusters tr[data-cluster="echo"] .chip[data-daemon="iris-2"] .count')?.textContent === "2"`)
+	waitJS(t, browser, deadline, "the network's name in the header", `document.getElementById("network").textContent === "demo"`)
 	waitDOM(t, browser, deadline, "topic news", `#topics tr[data-topic="news"] .chip[data-daemon="iris-3"]`)
 	waitDOM(t, browser, deadline, "a request rate chart", `#rates .chart[data-series="request"]`)
 
@@ -227,11 +239,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	if os.Getenv(screenshotEnv) == "1" {
 		samples, out = 40, filepath.Join("..", "docs", "dashboard.png")
 	}
-	cond := fmt.Sprintf(`Number(document.querySelector('#rates .chart[data-series="request"]').dataset.samples) >= %d`, samples)
-	if err := chromedp.Do(browser, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(100*time.Millisecond),
-		chromedp.WithPollingTimeout(deadline+time.Duration(samples)*time.Second))); err != nil {
-		t.Fatalf("waiting for %d rate samples: %v", samples, err)
-	}
+	waitJS(t, browser, deadline+time.Duration(samples)*time.Second, fmt.Sprintf("%d rate samples", samples),
+		fmt.Sprintf(`Number(document.querySelector('#rates .chart[data-series="request"]').dataset.samples) >= %d`, samples))
 	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
