@@ -150,6 +150,57 @@ func startTraffic(t *testing.T, relayAddr, cl, topic string) *traffic {
 
 func (tr *traffic) close() { close(tr.stop); tr.wg.Wait() }
 
+// tunnelEcho is a service that echoes requests and tunnel messages.
+type tunnelEcho struct{}
+
+func (tunnelEcho) HandleRequest(_ context.Context, req []byte) ([]byte, error) { return req, nil }
+
+func (tunnelEcho) HandleTunnel(t *sdk.Tunnel) {
+	for {
+		msg, err := t.Recv(context.Background())
+		if err != nil || t.Send(context.Background(), msg) != nil {
+			return
+		}
+	}
+}
+
+// openTunnel registers a tunnelEcho service "files" on the relay at
+// serviceRelay and opens a tunnel to it from an app on clientRelay; both
+// are closed in t's cleanup.
+func openTunnel(t *testing.T, clientRelay, serviceRelay string) {
+	t.Helper()
+	scfg := sdk.DefaultConfig()
+	scfg.Addr = serviceRelay
+	svc, err := sdk.Register(context.Background(), scfg, "files", tunnelEcho{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	ccfg := sdk.DefaultConfig()
+	ccfg.Addr = clientRelay
+	conn, err := sdk.Connect(context.Background(), ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var tun *sdk.Tunnel
+	waitFor(t, 20*time.Second, "a tunnel to files", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		tun, err = conn.Tunnel(ctx, "files")
+		return err == nil
+	})
+	t.Cleanup(func() { tun.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tun.Send(ctx, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := tun.Recv(ctx); err != nil || string(msg) != "hello" {
+		t.Fatalf("tunnel echo: %q, %v", msg, err)
+	}
+}
+
 type nopSubscriber struct{}
 
 func (nopSubscriber) HandleEvent(string, []byte) {}
@@ -208,6 +259,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		return len(st.Clusters) == 2 && len(st.Topics) == 1 && len(st.Topics[0].Remote) == 2 &&
 			st.Clusters[1].Name == "echo" && st.Clusters[1].Remote["iris-2"] == 2
 	})
+	openTunnel(t, a.RelayAddr(), b.RelayAddr())
 	tr := startTraffic(t, a.RelayAddr(), "echo", "news")
 	defer tr.close()
 
@@ -225,6 +277,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitJS(t, browser, deadline, "the network's name in the header", `document.getElementById("network").textContent === "demo"`)
 	waitDOM(t, browser, deadline, "topic news", `#topics tr[data-topic="news"] .chip[data-daemon="iris-3"]`)
 	waitDOM(t, browser, deadline, "a request rate chart", `#rates .chart[data-series="request"]`)
+	waitJS(t, browser, deadline, "the tunnel on iris-1", `document.getElementById("stat-tunnels").textContent === "1"`)
 
 	// A member registers on iris-3 while the page is open: it must appear.
 	if _, err := c.Cluster().Register("echo", echoMember{}, 0); err != nil {
