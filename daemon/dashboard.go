@@ -240,6 +240,13 @@ func (d *Daemon) registerDashboard(mux *http.ServeMux) {
 	files := pageHeaders(http.FileServerFS(sub))
 	mux.Handle("GET /{$}", files)
 	mux.Handle("GET /dashboard/", http.StripPrefix("/dashboard", files))
+	// The page uses relative URLs (it works behind a proxy's path prefix),
+	// so it must be loaded from /, not /dashboard/.
+	// (http.Redirect would make the target absolute, losing any prefix.)
+	mux.HandleFunc("GET /dashboard/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Location", "../")
+		w.WriteHeader(http.StatusFound)
+	})
 	mux.HandleFunc("GET /api/dashboard", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")

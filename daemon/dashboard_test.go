@@ -79,6 +79,16 @@ func TestDashboardAPI(t *testing.T) {
 	if c := db.Clusters[0]; c.Name != "svc" || c.Total != 1 || len(c.Members) != 1 {
 		t.Fatalf("cluster = %+v", c)
 	}
+	// /dashboard/ sends the browser to the page at /.
+	noRedirect := &http.Client{Transport: sc.c.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get("http://" + a.StatusAddr() + "/dashboard/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "../" {
+		t.Fatalf("GET /dashboard/ = %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
 	// The page and its assets are served, with a CSP.
 	for path, want := range map[string]string{
 		"/":                      "<title>Iris dashboard</title>",

@@ -181,7 +181,7 @@ function render(d) {
 
 async function poll() {
   try {
-    const resp = await fetch("/api/dashboard", { cache: "no-store" });
+    const resp = await fetch("api/dashboard", { cache: "no-store" });
     if (!resp.ok) throw new Error(resp.status + " " + resp.statusText);
     render(await resp.json());
   } catch (err) {
