@@ -447,3 +447,6 @@ func TestParseInterleaved(t *testing.T) {
 		}
 	}
 }
+
+// raceEnabled is set when the tests run with -race (race_test.go).
+var raceEnabled bool
