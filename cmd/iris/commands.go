@@ -338,7 +338,7 @@ func (s *statusDoc) summary() string {
 		s.Listen, orDash(s.Relay), s.Apps, s.Services, s.Tunnels)
 	fmt.Fprintf(&b, "peers: %d\n", len(s.Peers))
 	for _, p := range s.Peers {
-		fmt.Fprintf(&b, "  %-24s %-8s %s %s\n", p.ID, p.State, p.Addr, p.Zone)
+		fmt.Fprintf(&b, "  %-24s %-8s %s\n", p.ID, p.State, strings.TrimSpace(p.Addr+" "+p.Zone))
 	}
 	fmt.Fprintf(&b, "clusters: %d\n", len(s.Clusters))
 	for _, c := range s.Clusters {
