@@ -288,6 +288,7 @@ func (b *bench) pubsub() (*benchResult, error) {
 	res := &benchResult{Mode: "pubsub", Size: b.size}
 	var mu sync.Mutex
 	got := 0
+	var lastAt time.Time // of the last delivery
 	all := make(chan struct{})
 	progress := make(chan struct{}, 1)
 	for _, c := range subs {
@@ -302,6 +303,7 @@ func (b *bench) pubsub() (*benchResult, error) {
 			defer mu.Unlock()
 			res.latencies = append(res.latencies, lat)
 			got++
+			lastAt = time.Now()
 			if got == want {
 				close(all)
 			}
@@ -347,17 +349,14 @@ func (b *bench) pubsub() (*benchResult, error) {
 	wg.Wait()
 	// Wait for the deliveries while they keep coming: events a slow
 	// subscriber lost never arrive. The run ends at the last delivery.
-	last := time.Now()
 	idle := time.NewTimer(pubsubIdle)
 	defer idle.Stop()
 wait:
 	for {
 		select {
 		case <-all:
-			last = time.Now()
 			break wait
 		case <-progress:
-			last = time.Now()
 			idle.Reset(pubsubIdle)
 		case <-idle.C:
 			break wait
@@ -365,10 +364,13 @@ wait:
 			break wait
 		}
 	}
-	elapsed := last.Sub(start)
 	stop()
 	mu.Lock()
 	defer mu.Unlock()
+	elapsed := lastAt.Sub(start)
+	if got == 0 {
+		elapsed = time.Since(start)
+	}
 	res.Sent, res.Errors, res.Received = int(sent.Load()), int(errs.Load()), got
 	res.Dropped = max(0, (res.Sent-res.Errors)*b.subs-got)
 	if s, ok := firstErr.Load().(string); ok {
