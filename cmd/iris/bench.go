@@ -198,7 +198,7 @@ func (b *bench) request() (*benchResult, error) {
 		echo := sdk.HandlerFunc(func(_ context.Context, req []byte) ([]byte, error) { return req, nil })
 		for range b.servers {
 			ctx, cancel := context.WithTimeout(b.e.ctx, b.e.timeout)
-			svc, err := sdk.Register(ctx, b.e.cfg(), cluster, echo, nil)
+			svc, err := sdk.Register(ctx, b.e.cfg, cluster, echo, nil)
 			cancel()
 			if err != nil {
 				return nil, b.e.connectError(err)

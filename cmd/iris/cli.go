@@ -44,6 +44,10 @@ type command struct {
 	// added by the caller) and returns the function that runs it with the
 	// positional arguments, after the flags are parsed.
 	flags func(fs *flag.FlagSet, e *env) func(args []string) error
+	// rawArgs hands the command its arguments unparsed (after the common
+	// flags given before its name); iris still answers -h itself. See
+	// legacy.
+	rawArgs bool
 }
 
 // commands is the command table, in the order `iris help` lists it.
@@ -69,14 +73,18 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 
+	// cfg is the SDK configuration for -addr, set once the flags are
+	// parsed.
+	cfg *sdk.Config
+
 	addr    string        // -addr, $IRIS_ADDR
 	status  string        // -status, $IRIS_STATUS
 	timeout time.Duration // -timeout
 	json    bool          // -json
 }
 
-// cfg returns the SDK configuration for the daemon at -addr.
-func (e *env) cfg() *sdk.Config {
+// sdkConfig returns a new SDK configuration for the daemon at -addr.
+func (e *env) sdkConfig() *sdk.Config {
 	c := sdk.DefaultConfig()
 	c.Addr = e.addr
 	if e.timeout > 0 && e.timeout < c.DialTimeout {
@@ -183,6 +191,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	runCmd := c.flags(fs, e)
 	commonFlags(fs, e)
 	pos, err := parseInterleaved(fs, rest)
+	if c.rawArgs {
+		pos, err = rest, nil
+		if wantsHelp(rest) {
+			err = flag.ErrHelp
+		}
+	}
+	e.cfg = e.sdkConfig()
 	if errors.Is(err, flag.ErrHelp) {
 		commandUsage(stdout, c)
 		return exitOK
@@ -336,7 +351,7 @@ func unwrapAll(err error) error {
 func (e *env) connect() (*sdk.Conn, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.timeout)
 	defer cancel()
-	c, err := sdk.Connect(ctx, e.cfg())
+	c, err := sdk.Connect(ctx, e.sdkConfig())
 	if err != nil {
 		return nil, e.connectError(err)
 	}

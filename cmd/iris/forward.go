@@ -68,7 +68,7 @@ interrupted, or until the daemon is lost.`,
 
 // connectStream connects for forward: a client with the stream window.
 func (e *env) connectStream() (*sdk.Conn, error) {
-	cfg := e.cfg()
+	cfg := e.sdkConfig()
 	cfg.TunnelWindow = streamWindow
 	ctx, cancel := context.WithTimeout(e.ctx, e.timeout)
 	defer cancel()
@@ -207,7 +207,7 @@ connections among them. Runs until interrupted, or until the daemon is lost.`,
 				return usageError(fmt.Sprintf("TARGET_ADDR %q: want HOST:PORT", target))
 			}
 			x := &exposer{e: e, target: target, verbose: *verbose}
-			cfg := e.cfg()
+			cfg := e.sdkConfig()
 			cfg.TunnelWindow = streamWindow
 			lim := sdk.DefaultServiceLimits()
 			lim.MaxTunnels = *maxConns

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -450,3 +451,29 @@ func TestParseInterleaved(t *testing.T) {
 
 // raceEnabled is set when the tests run with -race (race_test.go).
 var raceEnabled bool
+
+// TestLegacyCommand: a command in the older interface gets -h for free and
+// its own flag parsing.
+func TestLegacyCommand(t *testing.T) {
+	d := startDaemon(t)
+	var ran []string
+	cmd := legacy("shout", "CLUSTER [MESSAGE]", "send a request, louder", func(e *env, args []string) error {
+		name, rest := splitName(args)
+		fs := flag.NewFlagSet("shout", flag.ContinueOnError)
+		n := fs.Int("n", 1, "")
+		if err := fs.Parse(rest); err != nil {
+			return usageError(err.Error())
+		}
+		_, msg, err := e.target(append([]string{name}, fs.Args()...), "CLUSTER", true)
+		ran = append(ran, fmt.Sprintf("%s %d %s %s", name, *n, msg, e.cfg.Addr))
+		return err
+	})
+	commands = append(commands, cmd)
+	defer func() { commands = commands[:len(commands)-1] }()
+	if code, out, _ := iris(t, d, "", "shout", "-h"); code != 0 || !strings.HasPrefix(out, "usage: iris shout CLUSTER") || len(ran) != 0 {
+		t.Fatalf("shout -h: %d %q %v", code, out, ran)
+	}
+	if code, _, errOut := iris(t, d, "", "shout", "c", "-n", "3", "hey"); code != 0 || len(ran) != 1 || ran[0] != "c 3 hey "+d.RelayAddr() {
+		t.Fatalf("shout: %d %q %v", code, errOut, ran)
+	}
+}

@@ -40,7 +40,7 @@ line. Tunnels built to CLUSTER are echoed, message by message.`,
 			lim := sdk.DefaultServiceLimits()
 			lim.RequestThreads = *threads
 			ctx, cancel := context.WithTimeout(e.ctx, e.timeout)
-			svc, err := sdk.Register(ctx, e.cfg(), cluster, s, &lim)
+			svc, err := sdk.Register(ctx, e.cfg, cluster, s, &lim)
 			cancel()
 			if err != nil {
 				return e.connectError(err)
