@@ -142,7 +142,7 @@ func TestForwardExposeHalfClose(t *testing.T) {
 	t.Cleanup(func() { ln.Close(); <-served })
 	fwd := startForwardExpose(t, ln.Addr().String())
 
-	for i := range 3 { // in parallel
+	for i := range 8 { // in parallel
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
 			c, err := net.Dial("tcp", fwd)
