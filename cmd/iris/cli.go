@@ -393,6 +393,17 @@ func (e *env) message(args []string, file string) ([]byte, error) {
 	return io.ReadAll(e.stdin)
 }
 
+// checkRepeat checks -count and -interval.
+func checkRepeat(count int, interval time.Duration) error {
+	if count < 0 {
+		return usageError("-count: want a number of messages, or 0 to send until interrupted")
+	}
+	if interval < 0 {
+		return usageError("-interval: want a positive duration")
+	}
+	return nil
+}
+
 // repeat runs send count times (0: until interrupted), interval apart.
 func (e *env) repeat(count int, interval time.Duration, send func(i int) error) error {
 	for i := 0; count <= 0 || i < count; i++ {

@@ -38,6 +38,9 @@ Exits 3 when no reply came within -timeout (or the cluster has no members).`,
 			if err != nil {
 				return err
 			}
+			if err := checkRepeat(*count, *interval); err != nil {
+				return err
+			}
 			msg, err := e.message(rest, *file)
 			if err != nil {
 				return err
@@ -108,6 +111,9 @@ func sendFlags(fs *flag.FlagSet, e *env, what, plural string, send func(*sdk.Con
 	return func(args []string) error {
 		target, rest, err := name(args, what)
 		if err != nil {
+			return err
+		}
+		if err := checkRepeat(*count, *interval); err != nil {
 			return err
 		}
 		msg, err := e.message(rest, *file)
@@ -234,7 +240,7 @@ func (e *env) buildTunnel(c *sdk.Conn, cluster string) (*sdk.Tunnel, error) {
 	t, err := c.Tunnel(ctx, cluster)
 	if errors.Is(err, sdk.ErrTimeout) {
 		return nil, fmt.Errorf("no member of cluster %q accepted a tunnel within %v (it has none, or they do not take tunnels): %w",
-			cluster, e.timeout, err)
+			cluster, e.timeout, sdk.ErrTimeout)
 	}
 	return t, err
 }

@@ -313,7 +313,7 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{}, {"nope"}, {"help", "nope"}, {"-bogus"}, {"request"}, {"serve"}, {"subscribe", "-n", "x"},
 		{"tunnel", "a", "b"}, {"request", "x", "-bogus"}, {"forward", "127.0.0.1:0"}, {"expose", "c", "nohost"},
-		{"bench"}, {"bench", "other"}, {"request", "x", "m", "-file", "f"}, {"status", "extra"},
+		{"bench"}, {"bench", "other"}, {"request", "x", "y", "-count", "-1"}, {"publish", "t", "y", "-interval", "-1s"}, {"request", "x", "m", "-file", "f"}, {"status", "extra"},
 	} {
 		code, out, errOut := iris(t, d, "", args...)
 		if code != exitUsage || errOut == "" || out != "" || (len(args) > 0 && strings.Count(errOut, "iris") > 3) {
