@@ -92,10 +92,10 @@ type forwarder struct {
 // serve accepts until the context ends or the daemon is lost, then closes
 // every connection and waits for their goroutines.
 func (f *forwarder) serve(ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, which ends the connections
 	ctx, cancel := context.WithCancel(f.e.ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	stop := make(chan struct{})
 	wg.Go(func() {
 		select {
@@ -123,7 +123,6 @@ func (f *forwarder) serve(ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			cancel()
 			return fmt.Errorf("accept: %w", err)
 		}
 		wg.Go(func() {
