@@ -23,10 +23,11 @@ const (
 )
 
 // Defaults of the common flags.
-const (
-	defaultStatus  = "127.0.0.1:55580"
-	defaultTimeout = 10 * time.Second
-)
+const defaultTimeout = 10 * time.Second
+
+// defaultStatus is the default of -status: irisd -dev's status server. A
+// variable for tests, which must not depend on what this host runs there.
+var defaultStatus = "127.0.0.1:55580"
 
 // errNoMembers is the SDK's sentinel for a request or tunnel to a cluster
 // without members, mapped to exitNoMembers. The v1.0 protocol reports that
@@ -79,6 +80,8 @@ type env struct {
 
 	addr    string        // -addr, $IRIS_ADDR
 	status  string        // -status, $IRIS_STATUS
+	// statusSet is set when -status or $IRIS_STATUS was given.
+	statusSet bool
 	timeout time.Duration // -timeout
 	json    bool          // -json
 }
@@ -161,6 +164,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	if e.status == "" {
 		e.status = defaultStatus
+	} else {
+		e.statusSet = true
 	}
 	top := flag.NewFlagSet("iris", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
@@ -198,6 +203,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 	}
 	e.cfg = e.sdkConfig()
+	e.statusSet = e.statusSet || given(top, "status") || given(fs, "status")
 	if errors.Is(err, flag.ErrHelp) {
 		commandUsage(stdout, c)
 		return exitOK
@@ -216,6 +222,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "Run 'iris %s -h' for usage.\n", name)
 	}
 	return code
+}
+
+// given reports whether flag name was set on fs's command line.
+func given(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // help implements `iris help [COMMAND]`.

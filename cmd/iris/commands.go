@@ -290,8 +290,11 @@ func (e *env) fetchStatus() ([]byte, error) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach irisd's status server at %s (is irisd running with -status? set -status or IRIS_STATUS): %w",
-			e.status, unwrapAll(err))
+		hint := "is irisd running with -status? set -status or IRIS_STATUS"
+		if !e.statusSet && e.addr != sdk.DefaultAddr {
+			hint = "iris status asks the daemon's status server, which -status or IRIS_STATUS names (irisd's own -status), not its relay (-addr " + e.addr + ")"
+		}
+		return nil, fmt.Errorf("cannot reach irisd's status server at %s (%s): %w", e.status, hint, unwrapAll(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

@@ -356,6 +356,15 @@ func TestErrors(t *testing.T) {
 	if code != exitFail || !strings.Contains(stderr, "status server at 127.0.0.1:1") {
 		t.Fatalf("status -status: %d %q", code, stderr)
 	}
+	// The case: -addr names the relay, which cannot serve the status.
+	defer func(old string) { defaultStatus = old }(defaultStatus)
+	defaultStatus = "127.0.0.1:1" // nothing listens there
+	out.b.Reset()
+	errOut.b.Reset()
+	code = run(context.Background(), []string{"-addr", d.RelayAddr(), "-timeout", "1s", "status"}, noDaemon, strings.NewReader(""), &out, &errOut)
+	if code != exitFail || !strings.Contains(errOut.String(), "which -status or IRIS_STATUS names (irisd's own -status), not its relay (-addr "+d.RelayAddr()+")") {
+		t.Fatalf("iris -addr X status: %d %q", code, errOut.String())
+	}
 	out.b.Reset()
 	errOut.b.Reset()
 	code = run(context.Background(), []string{"-status", d.StatusAddr(), "status"}, noDaemon, strings.NewReader(""), &out, &errOut)
