@@ -78,12 +78,12 @@ type env struct {
 	// parsed.
 	cfg *sdk.Config
 
-	addr    string        // -addr, $IRIS_ADDR
-	status  string        // -status, $IRIS_STATUS
+	addr   string // -addr, $IRIS_ADDR
+	status string // -status, $IRIS_STATUS
 	// statusSet is set when -status or $IRIS_STATUS was given.
 	statusSet bool
-	timeout time.Duration // -timeout
-	json    bool          // -json
+	timeout   time.Duration // -timeout
+	json      bool          // -json
 }
 
 // sdkConfig returns a new SDK configuration for the daemon at -addr.
