@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -227,15 +226,19 @@ func TestEnvForEveryFlag(t *testing.T) {
 			t.Errorf("-%s: environment variable %q", f.Name, name)
 		}
 		v := "x"
-		switch f.Value.(type) {
-		case interface{ IsBoolFlag() bool }:
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			t.Fatalf("-%s: not a flag.Getter", f.Name)
+		}
+		switch g.Get().(type) {
+		case bool:
 			v = "true"
-		default:
-			if _, err := fmt.Sscan(f.DefValue, new(int)); err == nil {
-				v = "7"
-			} else if _, err := time.ParseDuration(f.DefValue); err == nil {
-				v = "3s"
-			}
+		case int, int64, uint, uint64:
+			v = "7"
+		case float64:
+			v = "0.5"
+		case time.Duration:
+			v = "3s"
 		}
 		values[f.Name], env[name] = v, v
 	})
