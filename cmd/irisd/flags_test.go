@@ -211,7 +211,7 @@ func TestLimitFlags(t *testing.T) {
 func TestEnvForEveryFlag(t *testing.T) {
 	var r rawFlags
 	fs := newFlagSet(&r)
-	values := map[string]string{}
+	values := map[string]string{} // flag → its String() once set from the environment
 	env := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
@@ -226,11 +226,11 @@ func TestEnvForEveryFlag(t *testing.T) {
 		}
 		// A value the flag accepts, other than its default, whatever its
 		// type (flags other helpers add included).
-		v := ""
+		v, want := "", ""
 		for _, c := range []string{"true", "7", "3s", "0.5", "x", "1MiB", "127.0.0.1:9"} {
 			scratch := newFlagSet(&rawFlags{})
 			if c != f.DefValue && scratch.Set(f.Name, c) == nil {
-				v = c
+				v, want = c, scratch.Lookup(f.Name).Value.String()
 				break
 			}
 		}
@@ -238,7 +238,7 @@ func TestEnvForEveryFlag(t *testing.T) {
 			t.Logf("-%s: no test value found; its environment variable is not checked", f.Name)
 			return
 		}
-		values[f.Name], env[name] = v, v
+		values[f.Name], env[name] = want, v
 	})
 	set := map[string]bool{"zone": true} // given on the command line
 	fs.Set("zone", "flag")
@@ -251,7 +251,7 @@ func TestEnvForEveryFlag(t *testing.T) {
 			want = "flag"
 		}
 		if ok && f.Value.String() != want {
-			t.Errorf("-%s = %q after %s=%q, want %q", f.Name, f.Value.String(), envName(f.Name), values[f.Name], want)
+			t.Errorf("-%s = %q after %s=%q, want %q", f.Name, f.Value.String(), envName(f.Name), env[envName(f.Name)], want)
 		}
 	})
 	if envName("key") != envKeyFile || envName("max-message") != "IRIS_MAX_MESSAGE" {
