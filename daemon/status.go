@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/internal/buildinfo"
 	"github.com/iris-mesh/iris/overlay"
 	"github.com/iris-mesh/iris/relay"
 )
@@ -17,6 +18,7 @@ import (
 type Status struct {
 	Node    string       `json:"node"`    // this daemon's node id
 	Network string       `json:"network"` // network name
+	Version string       `json:"version"` // irisd's module version, with its VCS revision if known
 	Listen  string       `json:"listen"`  // overlay address peers reach it at
 	Zone    string       `json:"zone"`    // locality label, "" if none
 	Relay   string       `json:"relay"`   // where local apps connect, "" if disabled
@@ -49,6 +51,7 @@ func (d *Daemon) Status() Status {
 	st := Status{
 		Node:    d.ov.ID(),
 		Network: d.cfg.Network,
+		Version: buildinfo.Read().String(),
 		Listen:  d.addr,
 		Zone:    d.ov.Zone(),
 		Relay:   d.RelayAddr(),
@@ -95,6 +98,7 @@ func (d *Daemon) statusHandler(reg *prometheus.Registry) http.Handler {
 func registerMetrics(reg *prometheus.Registry, d *Daemon) error {
 	for _, c := range []prometheus.Collector{
 		newCollector(d),
+		buildInfoGauge(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

@@ -5,7 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -18,13 +19,52 @@ import (
 )
 
 // Environment variables read when the matching flag is not given (and
-// never with -dev).
+// never with -dev). Every flag but -dev has one: IRIS_ and the flag's name
+// in capitals with - as _ (see envName); these are the ones with a meaning
+// of their own.
 const (
-	envNet   = "IRIS_NET"   // network name, as -net
-	envKey   = "IRIS_KEY"   // the base64 network key itself (not a file), as -key
-	envJoin  = "IRIS_JOIN"  // comma-separated seeds, as -join
-	envPprof = "IRIS_PPROF" // "1" or "true" serves net/http/pprof, as -pprof
+	envNet     = "IRIS_NET"      // network name, as -net
+	envKey     = "IRIS_KEY"      // the base64 network key itself (not a file); several, comma-separated, during a key rotation
+	envKeyFile = "IRIS_KEY_FILE" // the key file, as -key
+	envJoin    = "IRIS_JOIN"     // comma-separated seeds, as -join
 )
+
+// envName returns the environment variable that sets flag name when the
+// command line does not: IRIS_ and the name in capitals, - as _ (-key reads
+// IRIS_KEY_FILE, IRIS_KEY being the key itself). -dev has none: a dev node
+// ignores the environment, so that a shell set up for a real network
+// never starts one by mistake, nor a dev node joins a real network.
+func envName(flagName string) string {
+	switch flagName {
+	case "key":
+		return envKeyFile
+	case "dev":
+		return ""
+	}
+	return "IRIS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag of fs not given on the command line (set) from
+// its environment variable, and records it in set.
+func applyEnv(fs *flag.FlagSet, set map[string]bool, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if err != nil || set[f.Name] || name == "" {
+			return
+		}
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("%s=%q: %v", name, v, serr)
+			return
+		}
+		set[f.Name] = true
+	})
+	return err
+}
 
 // Defaults of -dev; flags given explicitly still win.
 const (
@@ -42,6 +82,8 @@ type options struct {
 	// keyFile is the -key file, re-read on SIGHUP; "" when the keys came
 	// from the environment or -dev.
 	keyFile string
+	// dev is set by -dev.
+	dev bool
 }
 
 // rawFlags holds the flag values before they are checked.
@@ -61,12 +103,16 @@ const usageText = `Usage:
   irisd -dev [flags]          standalone development node, no configuration needed
   irisd keygen -o FILE        write a new network key to FILE ("-" for stdout)
 
+  irisd version               print the version and VCS revision
+
 Environment (used when the flag is not given; ignored with -dev):
-  IRIS_NET   network name (-net)
-  IRIS_KEY   the network key itself, base64 (-key takes a file instead); during
-             a key rotation several, comma-separated, the one to dial with first
-  IRIS_JOIN  comma-separated seeds (-join)
-  IRIS_PPROF 1 or true to serve net/http/pprof on the status address (-pprof)
+  IRIS_NET       network name (-net)
+  IRIS_KEY       the network key itself, 44 characters of base64; during a key
+                 rotation several, comma-separated, the one to dial with first
+  IRIS_KEY_FILE  the key file (-key)
+  IRIS_JOIN      comma-separated seeds (-join)
+  and for every other flag, IRIS_ and its name in capitals with - as _:
+  IRIS_LISTEN, IRIS_RELAY, IRIS_STATUS, IRIS_PPROF, IRIS_LOG_LEVEL, IRIS_MAX_MESSAGE...
 
 Flags:
 `
@@ -75,10 +121,10 @@ Flags:
 func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("irisd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.BoolVar(&r.dev, "dev", false, "run a standalone `dev` node: network \"dev\", a fresh ephemeral key, listen "+
-		devListen+", status "+devStatus+"; other flags override these")
+	fs.BoolVar(&r.dev, "dev", false, "run a standalone development node: network \"dev\", a fresh ephemeral key, listen "+
+		devListen+", status "+devStatus+"; other flags override these; it exits with the process that started it (Linux)")
 	fs.StringVar(&r.network, "net", "", "network `NAME` (or $IRIS_NET); daemons join only daemons of the same name and key")
-	fs.StringVar(&r.keyFile, "key", "", "network key `FILE` written by 'irisd keygen' (or the key itself in $IRIS_KEY); during a key rotation one key per line, the one to dial with first, re-read on SIGHUP")
+	fs.StringVar(&r.keyFile, "key", "", "network key `FILE` written by 'irisd keygen' (or $IRIS_KEY_FILE; or the key itself in $IRIS_KEY); during a key rotation one key per line, the one to dial with first, re-read on SIGHUP")
 	fs.StringVar(&r.listen, "listen", "", "overlay `HOST:PORT`, TCP and UDP (default "+daemon.DefaultListen+")")
 	fs.StringVar(&r.advertise, "advertise", "", "`HOST:PORT` other daemons reach this one at (default: the listen address, or the host's private IP)")
 	fs.StringVar(&r.join, "join", "", "comma-separated seed daemons, `HOST[:PORT],...` (port default 55556; or $IRIS_JOIN)")
@@ -121,7 +167,13 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	if r.dev {
 		getenv = func(string) string { return "" }
 	}
-	opts := &options{cfg: daemon.DefaultConfig()}
+	if getenv(envKey) != "" && getenv(envKeyFile) != "" && !set["key"] {
+		return nil, errors.New("both " + envKey + " and " + envKeyFile + " are set: set one")
+	}
+	if err := applyEnv(fs, set, getenv); err != nil {
+		return nil, err
+	}
+	opts := &options{cfg: daemon.DefaultConfig(), dev: r.dev}
 	if err := r.apply(opts, set, getenv); err != nil {
 		return nil, err
 	}
@@ -155,9 +207,7 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	}
 	c.StatusAddr = pick(set["status"], r.status, "", r.dev, devStatus)
 	c.Join = splitList(pick(set["join"], r.join, getenv(envJoin), false, ""))
-	if c.Pprof, err = pickBool(set["pprof"], r.pprof, envPprof, getenv); err != nil {
-		return err
-	}
+	c.Pprof = r.pprof // $IRIS_PPROF too, through applyEnv
 	if c.Pprof && c.StatusAddr == "" {
 		return errors.New("-pprof needs a status address: pass -status HOST:PORT")
 	}
@@ -208,14 +258,14 @@ func (r *rawFlags) loadKey(opts *options, given bool, getenv func(string) string
 	case given:
 		keys, err := crypto.ReadKeysFile(r.keyFile)
 		if err != nil {
-			return fmt.Errorf("-key: %w", err)
+			return fmt.Errorf("-key %s: %s", r.keyFile, tidy(err))
 		}
 		opts.cfg.Key, opts.cfg.SecondaryKeys = keys[0], keys[1:]
 		opts.keyFile = r.keyFile
 	case getenv(envKey) != "":
 		keys, err := crypto.ParseKeys(getenv(envKey))
 		if err != nil {
-			return fmt.Errorf("%s: %w", envKey, err)
+			return keyTextError(getenv(envKey), err)
 		}
 		opts.cfg.Key, opts.cfg.SecondaryKeys = keys[0], keys[1:]
 	case r.dev:
@@ -227,6 +277,48 @@ func (r *rawFlags) loadKey(opts *options, given bool, getenv func(string) string
 			" (create a key with: irisd keygen -o FILE)")
 	}
 	return nil
+}
+
+// keyTextError explains a bad $IRIS_KEY; a value that names a file (a
+// common slip) gets a hint that the variable takes the key itself.
+func keyTextError(val string, err error) error {
+	if fi, serr := os.Stat(val); serr == nil && fi.Mode().IsRegular() || looksLikePath(val) {
+		return fmt.Errorf("%s=%q looks like a file name, but %s takes the key itself (44 characters of base64); "+
+			"for a file, pass -key %s or set %s=%s", envKey, val, envKey, val, envKeyFile, val)
+	}
+	return fmt.Errorf("%s: %s (it takes the key itself, as 'irisd keygen -o -' prints it)", envKey, tidy(err))
+}
+
+// looksLikePath reports whether a key list (comma-separated keys of 44
+// characters of base64) is rather a file name: an entry of another length
+// with a slash or a dot in it.
+func looksLikePath(val string) bool {
+	for entry := range strings.SplitSeq(val, ",") {
+		if entry = strings.TrimSpace(entry); len(entry) != 44 && strings.ContainsAny(entry, "/.") {
+			return true
+		}
+	}
+	return false
+}
+
+// pkgPrefixes are the prefixes of the project's errors ("crypto: ...").
+var pkgPrefixes = []string{"api", "cluster", "crypto", "daemon", "overlay", "relay"}
+
+// tidy returns err's message without the package prefixes ("crypto: ")
+// that repeat along its chain: "read key file k: bad key: empty".
+func tidy(err error) string {
+	parts := strings.Split(err.Error(), ": ")
+	out := parts[:0]
+	for _, p := range parts {
+		if slices.Contains(pkgPrefixes, p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return err.Error()
+	}
+	return strings.Join(out, ": ")
 }
 
 // pick returns the flag value if the flag was given (even empty), else the
@@ -241,23 +333,6 @@ func pick(given bool, flagVal, envVal string, dev bool, devVal string) string {
 		return devVal
 	}
 	return ""
-}
-
-// pickBool returns the flag value if the flag was given, else the
-// environment variable env parsed as a boolean (unset means false).
-func pickBool(given, flagVal bool, env string, getenv func(string) string) (bool, error) {
-	if given {
-		return flagVal, nil
-	}
-	v := strings.TrimSpace(getenv(env))
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s=%q: want 1, true, 0 or false", env, v)
-	}
-	return b, nil
 }
 
 // splitList splits a comma-separated list, dropping blanks.

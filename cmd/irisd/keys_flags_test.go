@@ -32,11 +32,11 @@ func TestPprofFlag(t *testing.T) {
 	}{
 		{name: "off by default", args: []string{"-status", "127.0.0.1:0"}},
 		{name: "flag", args: []string{"-status", "127.0.0.1:0", "-pprof"}, want: true},
-		{name: "env", args: []string{"-status", "127.0.0.1:0"}, env: map[string]string{envPprof: "1"}, want: true},
-		{name: "flag wins", args: []string{"-status", "127.0.0.1:0", "-pprof=false"}, env: map[string]string{envPprof: "true"}},
+		{name: "env", args: []string{"-status", "127.0.0.1:0"}, env: map[string]string{"IRIS_PPROF": "1"}, want: true},
+		{name: "flag wins", args: []string{"-status", "127.0.0.1:0", "-pprof=false"}, env: map[string]string{"IRIS_PPROF": "true"}},
 		{name: "dev", args: []string{"-dev", "-pprof"}, want: true},
 		{name: "needs status", args: []string{"-pprof"}, errHas: "-pprof needs a status address"},
-		{name: "bad env", args: []string{"-status", "127.0.0.1:0"}, env: map[string]string{envPprof: "yes please"}, errHas: "IRIS_PPROF"},
+		{name: "bad env", args: []string{"-status", "127.0.0.1:0"}, env: map[string]string{"IRIS_PPROF": "yes please"}, errHas: "IRIS_PPROF"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o, err := parseArgs(tt.args, env(tt.env))

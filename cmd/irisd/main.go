@@ -4,6 +4,7 @@
 //	irisd keygen -o FILE                      # once per network
 //	irisd -net NAME -key FILE -join SEED,...  # on every host
 //	irisd -dev                                # a standalone development node
+//	irisd version                             # the build
 //
 // Run irisd -h for every flag, and see docs/operations.md. The daemon itself
 // lives in package daemon; this command only reads flags and environment,
@@ -18,6 +19,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 
 	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/daemon"
+	"github.com/iris-mesh/iris/internal/buildinfo"
 )
 
 // Exit codes.
@@ -46,15 +50,19 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "version" {
+		return version(args[1:], stdout, stderr)
+	}
 	opts, err := parseArgs(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stderr)
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "irisd: %v\nRun 'irisd -h' for usage.\n", err)
+		fmt.Fprintf(stderr, "irisd: %s\nRun 'irisd -h' for usage.\n", tidy(err))
 		return exitUsage
 	}
+	zerolog.ErrorMarshalFunc = func(err error) any { return oneLine(tidy(err)) }
 	log := newLogger(stderr, opts.logLevel)
 	opts.cfg.Logger = log
 	if opts.ephemeralKey {
@@ -65,11 +73,27 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	signal.Notify(sigCh, syscall.SIGINT, syscall.SIGTERM)
 	hupCh := make(chan os.Signal, 1)
 	signal.Notify(hupCh, syscall.SIGHUP)
+	if opts.dev {
+		// A dev node started by `go run` (or a shell script) goes when its
+		// parent goes, rather than holding its ports as an orphan.
+		orphaned, err := exitWithParent(syscall.SIGTERM)
+		if err != nil {
+			log.Warn().Err(err).Msg("dev mode: cannot arrange to exit with the parent process")
+		}
+		if orphaned {
+			sigCh <- syscall.SIGTERM
+		}
+	}
 	d, err := daemon.New(opts.cfg)
 	if err != nil {
-		log.Error().Err(err).Msg("cannot start")
+		ev := log.Error().Err(err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			ev = ev.Str("hint", portHint(opts.dev))
+		}
+		ev.Msg("cannot start")
 		return exitError
 	}
+	log.Info().Str("version", buildinfo.Read().Version).Str("revision", buildinfo.Read().ShortRevision()).Msg("irisd started")
 	var sig os.Signal
 	for sig == nil {
 		select {
@@ -111,6 +135,40 @@ func reloadKeys(d *daemon.Daemon, opts *options, log zerolog.Logger) {
 		return
 	}
 	log.Info().Str("file", opts.keyFile).Int("keys", len(keys)).Msg("network keys reloaded")
+}
+
+// portHint explains an address in use.
+func portHint(dev bool) string {
+	if dev {
+		return "another irisd -dev (or another program) holds this port; stop it, or give this node other ports: " +
+			"irisd -dev -listen 127.0.0.1:PORT -relay PORT -status 127.0.0.1:PORT"
+	}
+	return "another program (another irisd?) holds this port; stop it, or change -listen, -relay or -status"
+}
+
+// multiHead is the head of a hashicorp/go-multierror message, which
+// memberlist's join returns: "1 error occurred:\n\t* failed to join ...".
+var multiHead = regexp.MustCompile(`\d+ errors? occurred:\n\t\* `)
+
+// oneLine flattens an error message for a log line: a multierror's list
+// becomes "a; b", and no newline or tab is left.
+func oneLine(msg string) string {
+	msg = multiHead.ReplaceAllString(msg, "")
+	msg = strings.ReplaceAll(msg, "\n\t* ", "; ")
+	return strings.Join(strings.Fields(msg), " ")
+}
+
+// version implements 'irisd version'.
+func version(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "Usage: irisd version\n\nPrints the module version and VCS revision irisd was built from.")
+		if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+			return exitOK
+		}
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "irisd %s\n", buildinfo.Read())
+	return exitOK
 }
 
 // newLogger logs to w: human-readable when w is a terminal, JSON lines
