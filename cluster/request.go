@@ -43,12 +43,13 @@ type pending struct {
 // block; it runs on a daemon goroutine, or on the caller's before Request
 // returns when the request fails at once (node closed, every member
 // refusing), so the caller must not hold a lock cb takes. With no member
-// anywhere the request times out at its deadline, as in Iris v1.
-func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb func(Result)) {
+// anywhere the request times out at its deadline, as in Iris v1. It
+// returns the request's id, for Cancel (0 if it failed at once).
+func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb func(Result)) uint64 {
 	n.stats.requests.Add(1)
 	if _, ok := n.ready(); !ok {
 		cb(Result{Status: StatusFault, Fault: "iris: daemon shutting down"})
-		return
+		return 0
 	}
 	timeout = min(max(timeout, time.Millisecond), n.cfg.MaxRequestTimeout)
 	p := &pending{
@@ -63,6 +64,7 @@ func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb
 	p.timer = time.AfterFunc(timeout, func() { n.complete(id, Result{Status: StatusTimeout}) })
 	n.pmu.Unlock()
 	n.dispatch(id, p, nil)
+	return id
 }
 
 // dispatch places a pending request on a target, trying another when one
@@ -83,10 +85,12 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 			req := &Request{Cluster: p.cluster, Payload: p.payload, TimeoutMs: p.timeoutMs,
 				Deadline: p.deadline, n: n, mem: m, id: id}
 			m.inflight.Add(1)
+			n.trackServed(req)
 			if m.m.HandleRequest(req) {
 				n.stats.delivered.Add(1)
 				return
 			}
+			n.untrackServed(req)
 			m.inflight.Add(-1)
 			refused = m
 		case r != nil:
@@ -223,6 +227,9 @@ type Request struct {
 	origin string // requesting daemon; "" for this one
 	id     uint64 // the request's id at its origin
 	done   atomic.Bool
+	// onDone, if set, receives the answer instead of the requester: a
+	// survey question's answer goes to its survey.
+	onDone func(st replyStatus, body []byte)
 }
 
 // Reply answers the request with payload.
@@ -237,6 +244,7 @@ func (r *Request) Fail(fault string) { r.finish(repFault, []byte(fault)) }
 func (r *Request) Abandon() {
 	if !r.done.Swap(true) {
 		r.mem.inflight.Add(-1)
+		r.n.untrackServed(r)
 	}
 }
 
@@ -245,6 +253,11 @@ func (r *Request) finish(st replyStatus, body []byte) {
 		return
 	}
 	r.mem.inflight.Add(-1)
+	if r.onDone != nil {
+		r.onDone(st, body)
+		return
+	}
+	r.n.untrackServed(r)
 	if r.origin != "" {
 		if ov, ok := r.n.ready(); ok {
 			_ = ov.Send(r.origin, overlay.Bulk, replyHead(r.id, st), body)
@@ -285,10 +298,12 @@ func (n *Node) handleRemoteRequest(from string, rd *reader) error {
 			Deadline: time.Now().Add(time.Duration(timeoutMs) * time.Millisecond),
 			n:        n, mem: m, origin: from, id: id}
 		m.inflight.Add(1)
+		n.trackServed(req)
 		if m.m.HandleRequest(req) {
 			n.stats.delivered.Add(1)
 			return nil
 		}
+		n.untrackServed(req)
 		m.inflight.Add(-1)
 		skip = m
 	}
