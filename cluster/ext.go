@@ -116,6 +116,13 @@ func memberNames(ms []*member) []string {
 	return names
 }
 
+// ID returns this daemon's id ("" before Start).
+func (n *Node) ID() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.id
+}
+
 // HasMembers reports whether cluster has a member anywhere, as far as this
 // daemon knows: here, or in the table of another daemon. A daemon that has
 // just joined may not have every table yet.
