@@ -1,37 +1,42 @@
 package api
 
 import (
+	"encoding/binary"
 	"fmt"
-
-	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
+// Options blocks end the v1.1 INITs. A block is a sequence of fields, each
+// string(key) binary(value), up to the end of the block; a string value is
+// its bytes, an integer value a varint. Fields are only ever added: a
+// reader skips keys it does not know, a missing key means the zero value,
+// and a repeated key keeps its last value. Writers omit zero values.
+
 // InitOptions is the options block a v1.1 client sends at the end of its
-// INIT, as a msgpack map. Fields are only ever added; a daemon ignores keys
-// it does not know, and a missing key means the field's zero value.
+// INIT.
 type InitOptions struct {
-	// Name is the member name a service asks for in its cluster. It must be
-	// unique in the cluster as far as the daemon knows; a name in use is
-	// refused with DENY (reason FaultNameTaken). "" means the daemon picks
-	// a stable default, "<daemon id>/<n>".
-	Name string `codec:"name,omitempty"`
+	// Name ("name") is the member name a service asks for in its cluster.
+	// It must be unique in the cluster as far as the daemon knows; a name
+	// in use is refused with DENY (reason starting with FaultNameTaken).
+	// "" means the daemon picks a stable default, "<daemon id>/<n>".
+	Name string
 }
 
 // InitInfo is the options block the daemon sends at the end of its v1.1
-// INIT answer, as a msgpack map. Fields are only ever added; a client
-// ignores keys it does not know.
+// INIT answer.
 type InitInfo struct {
-	// Daemon is the daemon's id in its network.
-	Daemon string `codec:"daemon,omitempty"`
-	// Member is the member name the service got ("" for a plain client).
-	Member string `codec:"member,omitempty"`
-	// MaxMessage is the largest binary field (message, request, reply,
-	// event, chunk) the daemon accepts, in bytes; a longer one breaks the
-	// protocol and closes the connection, so clients refuse it locally.
-	MaxMessage uint64 `codec:"max_message,omitempty"`
-	// PushWindow is how many of the app's pushes may wait for their
-	// PUSH_ACK at once; more break the protocol.
-	PushWindow uint64 `codec:"push_window,omitempty"`
+	// Daemon ("daemon") is the daemon's id in its network.
+	Daemon string
+	// Member ("member") is the member name the service got ("" for a plain
+	// client).
+	Member string
+	// MaxMessage ("max_message") is the largest binary field (message,
+	// request, reply, event, chunk) the daemon accepts, in bytes; a longer
+	// one breaks the protocol and closes the connection, so clients refuse
+	// it locally.
+	MaxMessage uint64
+	// PushWindow ("push_window") is how many of the app's pushes may wait
+	// for their PUSH_ACK at once; more break the protocol.
+	PushWindow uint64
 }
 
 // FaultNameTaken starts the reason of the DENY that refuses a member name
@@ -42,62 +47,114 @@ const FaultNameTaken = "iris: member name taken"
 // cancelled with CANCEL (exactly one REPLY per REQUEST still holds).
 const FaultCancelled = "iris: request cancelled"
 
-// maxOptionsLen bounds an options block; msgpack maps of a few short
-// strings and numbers are far smaller.
+// maxOptionsLen bounds an options block; a few short fields are far
+// smaller.
 const maxOptionsLen = 16 << 10
 
-// optionsHandle decodes options blocks: collections are grown as their
-// elements arrive, never allocated from a declared length.
-var optionsHandle = func() *codec.MsgpackHandle {
-	h := &codec.MsgpackHandle{}
-	h.MaxInitLen = 64
-	h.MaxDepth = 8
-	return h
-}()
+// EncodeInitOptions returns o as the options block of a client INIT.
+func EncodeInitOptions(o *InitOptions) []byte {
+	return appendStringField(nil, "name", o.Name)
+}
 
-// EncodeInitOptions returns o as the msgpack block of a client INIT.
-func EncodeInitOptions(o *InitOptions) []byte { return encodeOptions(o) }
-
-// DecodeInitOptions decodes a client INIT's options block. An empty block
-// means all defaults. Errors wrap ErrProtocol.
+// DecodeInitOptions decodes a client INIT's options block. Errors wrap
+// ErrProtocol.
 func DecodeInitOptions(b []byte) (InitOptions, error) {
 	var o InitOptions
-	return o, decodeOptions(b, &o)
+	err := decodeFields(b, func(key string, v []byte) error {
+		if key == "name" {
+			o.Name = string(v)
+		}
+		return nil
+	})
+	return o, err
 }
 
-// EncodeInitInfo returns i as the msgpack block of a daemon INIT.
-func EncodeInitInfo(i *InitInfo) []byte { return encodeOptions(i) }
+// EncodeInitInfo returns i as the options block of a daemon INIT.
+func EncodeInitInfo(i *InitInfo) []byte {
+	b := appendStringField(nil, "daemon", i.Daemon)
+	b = appendStringField(b, "member", i.Member)
+	b = appendUintField(b, "max_message", i.MaxMessage)
+	return appendUintField(b, "push_window", i.PushWindow)
+}
 
-// DecodeInitInfo decodes a daemon INIT's options block. An empty block
-// means all defaults. Errors wrap ErrProtocol.
+// DecodeInitInfo decodes a daemon INIT's options block. Errors wrap
+// ErrProtocol.
 func DecodeInitInfo(b []byte) (InitInfo, error) {
 	var i InitInfo
-	return i, decodeOptions(b, &i)
+	err := decodeFields(b, func(key string, v []byte) error {
+		var err error
+		switch key {
+		case "daemon":
+			i.Daemon = string(v)
+		case "member":
+			i.Member = string(v)
+		case "max_message":
+			i.MaxMessage, err = fieldUint(key, v)
+		case "push_window":
+			i.PushWindow, err = fieldUint(key, v)
+		}
+		return err
+	})
+	return i, err
 }
 
-func encodeOptions(v any) []byte {
-	var b []byte
-	if err := codec.NewEncoderBytes(&b, optionsHandle).Encode(v); err != nil {
-		// Plain structs of strings and integers always encode.
-		panic("api: encode options: " + err.Error())
+func appendStringField(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
 	}
-	return b
+	return appendString(appendString(b, key), v)
 }
 
-func decodeOptions(b []byte, v any) (err error) {
-	if len(b) == 0 {
-		return nil
+func appendUintField(b []byte, key string, v uint64) []byte {
+	if v == 0 {
+		return b
 	}
+	b = appendString(b, key)
+	b = binary.AppendUvarint(b, uint64(varintLen(v)))
+	return binary.AppendUvarint(b, v)
+}
+
+func varintLen(v uint64) int {
+	var tmp [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(tmp[:], v)
+}
+
+// fieldUint decodes an integer value: exactly one varint.
+func fieldUint(key string, v []byte) (uint64, error) {
+	x, n := binary.Uvarint(v)
+	if n <= 0 || n != len(v) {
+		return 0, fmt.Errorf("%w: options field %q: bad varint", ErrProtocol, key)
+	}
+	return x, nil
+}
+
+// decodeFields calls f with each field of an options block.
+func decodeFields(b []byte, f func(key string, v []byte) error) error {
 	if len(b) > maxOptionsLen {
 		return fmt.Errorf("%w: options block of %d bytes, limit %d", ErrProtocol, len(b), maxOptionsLen)
 	}
-	defer func() {
-		if r := recover(); r != nil { // the codec must never take a daemon down
-			err = fmt.Errorf("%w: options block: %v", ErrProtocol, r)
+	for len(b) > 0 {
+		key, rest, ok := cutField(b)
+		if !ok {
+			return fmt.Errorf("%w: options block: truncated key", ErrProtocol)
 		}
-	}()
-	if err := codec.NewDecoderBytes(b, optionsHandle).Decode(v); err != nil {
-		return fmt.Errorf("%w: options block: %v", ErrProtocol, err)
+		v, rest, ok := cutField(rest)
+		if !ok {
+			return fmt.Errorf("%w: options field %q: truncated value", ErrProtocol, key)
+		}
+		if err := f(string(key), v); err != nil {
+			return err
+		}
+		b = rest
 	}
 	return nil
+}
+
+// cutField splits varint(len) and len bytes off the front of b.
+func cutField(b []byte) (field, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
 }

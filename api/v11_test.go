@@ -9,19 +9,19 @@ import (
 
 // The options blocks of the v1.1 INIT vectors, as in docs/relay-protocol.md.
 const (
-	// {"name": "w1"}
-	optsW1 = `81 a4 "name" a2 "w1"`
-	// {"daemon": "a", "max_message": 1048576, "member": "a/1", "push_window": 256}
-	infoA = `84 a6 "daemon" a1 "a" ab "max_message" ce 00100000 a6 "member" a3 "a/1" ab "push_window" cd 0100`
+	// name "w1"
+	optsW1 = `04 "name" 02 "w1"`
+	// daemon "a", member "a/1", max_message 1048576, push_window 256
+	infoA = `06 "daemon" 01 "a" 06 "member" 03 "a/1" 0b "max_message" 03 808040 0b "push_window" 02 8002`
 )
 
 // v11ClientVectors covers every client → daemon message that v1.1 adds or
 // changes.
 var v11ClientVectors = []vector{
 	{"INIT/v1.1",
-		`00 11 "iris-client-magic" 04 "v1.1" 03 "svc" 09 ` + optsW1,
+		`00 11 "iris-client-magic" 04 "v1.1" 03 "svc" 08 ` + optsW1,
 		Message{Op: OpInit, Magic: ClientMagic, Version: ProtocolV11, Cluster: "svc",
-			Options: []byte("\x81\xa4name\xa2w1")}},
+			Options: []byte("\x04name\x02w1")}},
 	{"INIT/v1.1-no-options",
 		`00 11 "iris-client-magic" 04 "v1.1" 00 00`,
 		Message{Op: OpInit, Magic: ClientMagic, Version: ProtocolV11, Options: []byte{}}},
@@ -42,7 +42,7 @@ var v11ClientVectors = []vector{
 // changes.
 var v11DaemonVectors = []vector{
 	{"INIT/v1.1",
-		`00 10 "iris-relay-magic" 04 "v1.1" 35 ` + infoA,
+		`00 10 "iris-relay-magic" 04 "v1.1" 33 ` + infoA,
 		Message{Op: OpInit, Magic: RelayMagic, Version: ProtocolV11,
 			Options: EncodeInitInfo(&InitInfo{Daemon: "a", Member: "a/1", MaxMessage: 1 << 20, PushWindow: 256})}},
 	{"SURVEY",
@@ -166,14 +166,17 @@ func TestInitOptions(t *testing.T) {
 		t.Fatalf("EncodeInitInfo = % x", b)
 	}
 	// Unknown keys are ignored, so the block can grow.
-	more := wire(t, `82 a4 "name" a2 "w2" a6 "future" 01`)
+	more := wire(t, `04 "name" 02 "w2" 06 "future" 01 01`)
 	if got, err := DecodeInitOptions(more); err != nil || got.Name != "w2" {
 		t.Fatalf("options with an unknown key = %+v, %v", got, err)
 	}
-	for _, bad := range []string{`c1`, `81 a4 "name" 05`, `dfffffffff`, `92 01`} {
+	for _, bad := range []string{`04 "name" 05 "w"`, `ffffffffffffffffffff01`, `04 "na"`, `04 "name"`} {
 		if _, err := DecodeInitOptions(wire(t, bad)); !errors.Is(err, ErrProtocol) {
 			t.Errorf("DecodeInitOptions(%s) = %v, want ErrProtocol", bad, err)
 		}
+	}
+	if _, err := DecodeInitInfo(wire(t, `0b "max_message" 02 8080`)); !errors.Is(err, ErrProtocol) {
+		t.Errorf("bad varint value: %v", err)
 	}
 }
 
@@ -201,6 +204,10 @@ func FuzzDecodeInitOptions(f *testing.F) {
 		if got, err := DecodeInitOptions(EncodeInitOptions(&o)); err != nil || got != o {
 			t.Fatalf("round trip: %+v, %v; want %+v", got, err, o)
 		}
-		_, _ = DecodeInitInfo(data)
+		if i, err := DecodeInitInfo(data); err == nil {
+			if got, err := DecodeInitInfo(EncodeInitInfo(&i)); err != nil || got != i {
+				t.Fatalf("info round trip: %+v, %v; want %+v", got, err, i)
+			}
+		}
 	})
 }

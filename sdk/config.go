@@ -35,6 +35,8 @@ const (
 	DefaultTunnelWindow = 64 << 20
 	// DefaultMaxTunnels is the default ServiceLimits.MaxTunnels.
 	DefaultMaxTunnels = 128
+	// DefaultPushCredit is the default ServiceLimits.PushCredit.
+	DefaultPushCredit = 64
 )
 
 // Bounds of Config.TunnelWindow, in bytes.
@@ -124,6 +126,18 @@ type Config struct {
 	// Logger receives handler panics (Error), dropped connections (Info)
 	// and dropped messages (Debug). Default: nil, no logging.
 	Logger *slog.Logger
+
+	// Name is the member name Register asks for in its cluster. It must be
+	// unique in the cluster (the daemon refuses a name in use with a
+	// *DeniedError whose reason starts with api.FaultNameTaken). Default
+	// "": the daemon picks a stable name, "<daemon id>/<n>"
+	// (Service.Name tells it). Ignored by Connect and by daemons that
+	// predate protocol v1.1.
+	Name string
+
+	// protocol forces the version offered; "" offers v1.1 and falls back
+	// to v1.0-draft2 when the daemon refuses it.
+	protocol string
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -255,6 +269,13 @@ type ServiceLimits struct {
 	// Default DefaultMaxTunnels (128). Each open tunnel may buffer up to
 	// Config.TunnelWindow bytes.
 	MaxTunnels int
+	// PushCredit is how many pushed messages a member whose handler
+	// implements PushHandler takes at once: the daemon queues at most this
+	// many for it, and the rest wait at the pushers (Conn.Push blocks, or
+	// Conn.TryPush returns ErrBusy) or go to other members. Default
+	// DefaultPushCredit (64). Pushes are handled by up to RequestThreads
+	// goroutines, beside requests.
+	PushCredit int
 }
 
 // DefaultServiceLimits returns the default ServiceLimits for the current
@@ -267,6 +288,7 @@ func DefaultServiceLimits() ServiceLimits {
 		BroadcastThreads: threads,
 		BroadcastMemory:  DefaultHandlerMemory,
 		MaxTunnels:       DefaultMaxTunnels,
+		PushCredit:       DefaultPushCredit,
 	}
 }
 
@@ -283,6 +305,8 @@ func (l *ServiceLimits) Validate() error {
 		return fmt.Errorf("sdk: ServiceLimits.BroadcastMemory %d is negative", l.BroadcastMemory)
 	case l.MaxTunnels < 0:
 		return fmt.Errorf("sdk: ServiceLimits.MaxTunnels %d is negative", l.MaxTunnels)
+	case l.PushCredit < 0:
+		return fmt.Errorf("sdk: ServiceLimits.PushCredit %d is negative", l.PushCredit)
 	}
 	return nil
 }
@@ -301,6 +325,7 @@ func resolveServiceLimits(lim *ServiceLimits) (ServiceLimits, error) {
 	l.BroadcastThreads = orDefault(l.BroadcastThreads, d.BroadcastThreads)
 	l.BroadcastMemory = orDefault(l.BroadcastMemory, d.BroadcastMemory)
 	l.MaxTunnels = orDefault(l.MaxTunnels, d.MaxTunnels)
+	l.PushCredit = orDefault(l.PushCredit, d.PushCredit)
 	return l, nil
 }
 
