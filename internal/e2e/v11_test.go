@@ -158,44 +158,61 @@ func TestV11SurveyLateMember(t *testing.T) {
 }
 
 // TestV11SurveyDaemonKilled: a daemon holding 3 members dies mid-survey;
-// the survey ends at once with those 3 named missing.
+// the survey ends at once with those 3 named missing. "close": the daemon
+// shuts down (its members leave: failed); "cut": it vanishes from the
+// network (overlay closed, links broken: lost).
 func TestV11SurveyDaemonKilled(t *testing.T) {
+	for _, how := range []string{"close", "cut"} {
+		t.Run(how, func(t *testing.T) { testSurveyDaemonKilled(t, how) })
+	}
+}
+
+func testSurveyDaemonKilled(t *testing.T, how string) {
 	leakcheck.Check(t)
 	asked := make(chan string, 9)
+	release := make(chan struct{})
 	ds := startSurveyNet(t, func(name string) sdk.Handler {
 		if name[0] == 'c' {
 			return sdk.HandlerFunc(func(ctx context.Context, q []byte) ([]byte, error) {
 				asked <- name
-				<-ctx.Done() // never answers in time
-				return nil, ctx.Err()
+				select { // never answers in time
+				case <-ctx.Done():
+				case <-release:
+				}
+				return nil, errors.New("gave up")
 			})
 		}
 		return answerer(name)
 	})
+	t.Cleanup(func() { close(release) }) // runs before the services close
 	client := connect(t, ds[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	type out struct {
-		res  *sdk.SurveyResult
-		err  error
-		took time.Duration
+		res *sdk.SurveyResult
+		err error
+		at  time.Time
 	}
 	done := make(chan out, 1)
-	var killedAt time.Time
 	go func() {
 		res, err := client.Survey(ctx, "svc", []byte("who?"), nil)
-		done <- out{res, err, time.Since(killedAt)}
+		done <- out{res, err, time.Now()}
 	}()
 	for range 3 {
 		<-asked
 	}
-	killedAt = time.Now()
-	ds[2].Close()
+	killedAt := time.Now()
+	if how == "close" {
+		ds[2].Close()
+	} else {
+		ds[2].Overlay().Close()
+	}
 	o := <-done
 	if o.err != nil {
 		t.Fatal(o.err)
 	}
-	t.Logf("daemon c killed mid-survey: survey ended %v after the kill (deadline 10s), missing %v", o.took, missingNames(o.res))
+	took := o.at.Sub(killedAt)
+	t.Logf("daemon c killed (%s) mid-survey: survey ended %v after the kill (deadline 10s), missing %v", how, took, missingNames(o.res))
 	if o.res.Asked != 9 || o.res.Answered != 6 || len(o.res.Missing) != 3 {
 		t.Fatalf("result %+v, missing %v", o.res, missingNames(o.res))
 	}
@@ -203,9 +220,12 @@ func TestV11SurveyDaemonKilled(t *testing.T) {
 		if m.Member != fmt.Sprintf("c%d", i+1) || m.Daemon != "c" {
 			t.Fatalf("missing %v, want c1 c2 c3 on c", missingNames(o.res))
 		}
+		if how == "cut" && m.Reason != "lost" {
+			t.Fatalf("missing %v, want lost", missingNames(o.res))
+		}
 	}
-	if o.took > 3*time.Second {
-		t.Fatalf("survey ended %v after the kill; it must not wait for its deadline", o.took)
+	if took > 3*time.Second {
+		t.Fatalf("survey ended %v after the kill; it must not wait for its deadline", took)
 	}
 }
 
