@@ -144,6 +144,10 @@ type MemberInfo struct {
 func (n *Node) Members(cluster string) []MemberInfo {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
+	return n.membersLocked(cluster)
+}
+
+func (n *Node) membersLocked(cluster string) []MemberInfo {
 	var out []MemberInfo
 	for _, m := range n.local[cluster] {
 		out = append(out, MemberInfo{Name: m.name, Daemon: n.id})

@@ -141,7 +141,7 @@ func newCollector(d *Daemon) *collector {
 		peers: prometheus.NewDesc("iris_overlay_peers", "Other daemons known, by membership state.", []string{"state"}, nil),
 		info: prometheus.NewDesc("iris_daemon_info", "Always 1; labels identify the daemon.",
 			[]string{"node", "zone"}, nil),
-		layers: layerMetrics(),
+		layers: append(layerMetrics(), v11Metrics()...),
 		joinFails: prometheus.NewDesc("iris_daemon_join_failures_total",
 			"Attempts to join the seeds that left no other daemon known.", nil, nil),
 	}
@@ -181,6 +181,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	var snap layerStats
 	snap.cluster = c.d.node.Stats()
 	snap.tunnels = c.d.node.TunnelCount()
+	snap.ext = c.d.node.ExtStats()
 	if c.d.rel != nil {
 		snap.relay = c.d.rel.Stats()
 	}
@@ -194,6 +195,7 @@ type layerStats struct {
 	cluster cluster.Stats
 	relay   relay.Stats
 	tunnels int
+	ext     cluster.ExtStats
 }
 
 // layerMetric is one metric read from a layerStats.
