@@ -36,6 +36,11 @@ commands:
   subscribe TOPIC [-n N]       print events, one per line (stop after N)
   tunnel CLUSTER               stdin to a member of CLUSTER, its answers to stdout
   status [-status HOST:PORT]   print the daemon's status (default 127.0.0.1:55580)
+  survey CLUSTER [MESSAGE]     ask every member, print answers as they arrive and
+                               who did not answer (-timeout D, -quorum K, -json)
+  push CLUSTER [MESSAGE]       hand MESSAGE to one member (-n N times; without
+                               MESSAGE each stdin line is one push; -nowait)
+  pull CLUSTER [-n N]          be a member that prints every pushed message
 
 A MESSAGE left out is read from stdin.
 `
@@ -74,6 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	cmds := map[string]func(*env, []string) error{
 		"request": cmdRequest, "serve": cmdServe, "broadcast": cmdBroadcast,
 		"publish": cmdPublish, "subscribe": cmdSubscribe, "tunnel": cmdTunnel, "status": cmdStatus,
+		"survey": cmdSurvey, "push": cmdPush, "pull": cmdPull, // v11.go
 	}
 	cmd, ok := cmds[fs.Arg(0)]
 	if !ok {

@@ -10,6 +10,9 @@
 //	iris subscribe TOPIC [-n N]       print events, one per line
 //	iris tunnel CLUSTER               stdin → a member of CLUSTER → stdout
 //	iris status [-status ADDR]        the daemon's status document
+//	iris survey CLUSTER [MESSAGE]     ask every member; answers and who did not answer
+//	iris push CLUSTER [MESSAGE]       hand MESSAGE (or each stdin line) to one member
+//	iris pull CLUSTER [-n N]          be a member printing every pushed message
 //
 // A MESSAGE left out is read from stdin. -addr names the daemon's relay
 // (default 127.0.0.1:55555, or $IRIS_ADDR).
