@@ -127,7 +127,7 @@ func TestV11Cancel(t *testing.T) {
 	if m := svc.expectOp(api.OpCancel); m.ID != q.ID {
 		t.Fatalf("CANCEL %d, want %d", m.ID, q.ID)
 	}
-	svc.reply(q.ID, "too late") // dropped, not a violation
+	svc.reply(q.ID, "too late")                     // dropped, not a violation
 	cli.send(api.Message{Op: api.OpCancel, ID: 99}) // not pending: ignored
 	roundTrip(t, cli, svc, "svc", 8)
 }
