@@ -70,9 +70,13 @@
 // finish, answers CLOSE("") and closes the socket. A bare socket close is a
 // drop to a binding, so a graceful close is always answered.
 //
-// Extensions: a client that sends a newer version in INIT may use opcodes
-// 0x0e and up, once the daemon's INIT names the version it chose. None is
-// defined yet; the Decoder rejects them.
+// Protocol v1.1 (ProtocolV11): a client that offers it in INIT, and whose
+// INIT answer names it, may use the opcodes from 0x0e: SURVEY,
+// SURVEY_ANSWER, SURVEY_END, PUSH, PUSH_ACK, PULL, CANCEL and NO_MEMBERS.
+// Both v1.1 INITs end with an options block (InitOptions, InitInfo). A
+// Decoder accepts the v1.1 opcodes only after EnableV11, so a v1.0-draft2
+// session rejects them exactly like unknown opcodes. The layouts are in
+// docs/relay-protocol.md and next to each encoder and decoder.
 //
 // # Message fields
 //
