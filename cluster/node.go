@@ -120,6 +120,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
 		n.failTunnels("*", "iris: daemon shutting down")
+		n.extClose()
 	})
 	return nil
 }

@@ -48,6 +48,9 @@ const (
 	reasonQuorum = "quorum"
 )
 
+// maxSurveyed bounds the members one survey tracks.
+const maxSurveyed = 1 << 20
+
 // surveyee states.
 const (
 	sePending uint8 = iota
@@ -98,6 +101,20 @@ func (n *Node) Survey(cluster string, question []byte, timeout time.Duration, qu
 	n.mu.RLock()
 	t := n.clusters[cluster]
 	id := n.id
+	// Until a remote daemon says whom it asked, expect the members its
+	// table names.
+	expect := map[string][]string{}
+	if t != nil {
+		for _, list := range [][]remoteTarget{t.near, t.far} {
+			for _, rt := range list {
+				if rt.node.tbl != nil {
+					expect[rt.node.id] = rt.node.tbl.Clusters[cluster].Names
+				} else {
+					expect[rt.node.id] = nil
+				}
+			}
+		}
+	}
 	n.mu.RUnlock()
 	if !ok || t == nil {
 		s.mu.Lock()
@@ -108,13 +125,10 @@ func (n *Node) Survey(cluster string, question []byte, timeout time.Duration, qu
 	var remotes []remoteTarget
 	remotes = append(append(remotes, t.near...), t.far...)
 	s.mu.Lock()
-	for _, rt := range remotes {
-		s.unheard[rt.node.id] = true
-		// Until it says whom it asked, expect the members its table names.
-		if rt.node.tbl != nil {
-			for _, name := range rt.node.tbl.Clusters[cluster].Names {
-				s.addLocked(rt.node.id, name)
-			}
+	for daemon, names := range expect {
+		s.unheard[daemon] = true
+		for _, name := range names {
+			s.addLocked(daemon, name)
 		}
 	}
 	for _, m := range t.local {
@@ -182,7 +196,12 @@ func (s *survey) answer(daemon, name string, st replyStatus, body []byte) {
 	}
 	se := s.members[seKey{daemon, name}]
 	if se == nil {
-		// Not announced (it joined meanwhile): it was asked all the same.
+		// Not expected: a member that joined after its daemon's table
+		// reached us, asked all the same. A daemon that has said whom it
+		// asked cannot add more, and no survey grows past maxSurveyed.
+		if !s.unheard[daemon] || len(s.members) >= maxSurveyed {
+			return
+		}
 		s.addLocked(daemon, name)
 		se = s.members[seKey{daemon, name}]
 	}
@@ -217,6 +236,9 @@ func (s *survey) asked(daemon string, names []string) {
 		}
 	}
 	for _, name := range names {
+		if len(s.members) >= maxSurveyed {
+			break
+		}
 		s.addLocked(daemon, name)
 	}
 	s.checkLocked()
@@ -406,4 +428,36 @@ func (n *Node) handleSurveyAnswer(from string, rd *reader) error {
 		s.answer(from, string(name), st, body)
 	}
 	return nil
+}
+
+// extClose ends what waits on other daemons when the node closes: surveys
+// end with the members not heard from lost, and pushes waiting for a
+// remote ack are answered busy.
+func (n *Node) extClose() {
+	n.ext.mu.Lock()
+	ss := make([]*survey, 0, len(n.ext.surveys))
+	for _, s := range n.ext.surveys {
+		ss = append(ss, s)
+	}
+	ps := make([]*pushing, 0, len(n.ext.pushes))
+	for id, p := range n.ext.pushes {
+		delete(n.ext.pushes, id)
+		ps = append(ps, p)
+	}
+	n.ext.mu.Unlock()
+	for _, s := range ss {
+		s.mu.Lock()
+		if !s.ended {
+			for _, se := range s.members {
+				if se.state == sePending {
+					se.state = seLost
+				}
+			}
+			s.endLocked()
+		}
+		s.mu.Unlock()
+	}
+	for _, p := range ps {
+		n.pushDone(p, PushBusy)
+	}
 }
