@@ -131,3 +131,29 @@ func TestV11Cancel(t *testing.T) {
 	cli.send(api.Message{Op: api.OpCancel, ID: 99}) // not pending: ignored
 	roundTrip(t, cli, svc, "svc", 8)
 }
+
+// TestV11PushDroppedCounted: a push accepted for a member that then leaves
+// without confirming it is counted as dropped, never lost silently.
+func TestV11PushDroppedCounted(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, nil)
+	member, _ := connectV11(t, d, "jobs", "")
+	pusher, _ := connectV11(t, d, "", "")
+	member.send(api.Message{Op: api.OpPull, Size: 2})
+	roundTrip(t, pusher, member, "jobs", 50)
+	for id := range uint64(2) {
+		pusher.send(api.Message{Op: api.OpPush, ID: id, Cluster: "jobs", Payload: []byte("job")})
+		if m := pusher.expectOp(api.OpPushAck); m.Status != api.PushAccepted {
+			t.Fatalf("push %d: %+v", id, m)
+		}
+	}
+	member.expectOp(api.OpPush)
+	member.expectOp(api.OpPush)
+	member.send(api.Message{Op: api.OpPull, Size: 1}) // one handled
+	roundTrip(t, pusher, member, "jobs", 51)
+	member.nc.Close() // leaves holding the other
+	waitFor(t, "the unconfirmed push counted", func() bool { return d.srv.Stats().PushesDropped == 1 })
+	if s := d.srv.Stats(); s.PushesDelivered != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}
