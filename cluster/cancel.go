@@ -56,12 +56,11 @@ func (n *Node) handleRemoteCancel(from string, rd *reader) error {
 }
 
 func (n *Node) cancelServed(k servedKey) {
-	n.ext.mu.Lock()
-	r := n.ext.served[k]
-	n.ext.mu.Unlock()
-	if r == nil {
+	v, ok := n.ext.served.Load(k)
+	if !ok {
 		return
 	}
+	r := v.(*Request)
 	if c, ok := r.mem.m.(Canceler); ok {
 		n.ext.stats.cancelsServed.Add(1)
 		c.CancelRequest(r)
@@ -70,20 +69,6 @@ func (n *Node) cancelServed(k servedKey) {
 
 // trackServed records a request about to be offered to a local member, so
 // that its caller can cancel it; untrackServed forgets it once it ends.
-func (n *Node) trackServed(r *Request) {
-	n.ext.mu.Lock()
-	if n.ext.served == nil {
-		n.ext.served = map[servedKey]*Request{}
-	}
-	n.ext.served[servedKey{r.origin, r.id}] = r
-	n.ext.mu.Unlock()
-}
+func (n *Node) trackServed(r *Request) { n.ext.served.Store(servedKey{r.origin, r.id}, r) }
 
-func (n *Node) untrackServed(r *Request) {
-	k := servedKey{r.origin, r.id}
-	n.ext.mu.Lock()
-	if n.ext.served[k] == r {
-		delete(n.ext.served, k)
-	}
-	n.ext.mu.Unlock()
-}
+func (n *Node) untrackServed(r *Request) { n.ext.served.CompareAndDelete(servedKey{r.origin, r.id}, r) }

@@ -25,8 +25,12 @@ type ext struct {
 	mu      sync.Mutex // protects following
 	surveys map[uint64]*survey
 	pushes  map[uint64]*pushing
-	served  map[servedKey]*Request
 	nextID  uint64 // survey and push ids (one space)
+
+	// served maps servedKey → *Request. A sync.Map (a concurrent hash
+	// trie) rather than a map under mu: every delivered request passes
+	// through it, on many goroutines at once.
+	served sync.Map
 
 	stats extCounters
 }
