@@ -135,9 +135,13 @@ type Config struct {
 	// predate protocol v1.1.
 	Name string
 
-	// protocol forces the version offered; "" offers v1.1 and falls back
-	// to v1.0-draft2 when the daemon refuses it.
-	protocol string
+	// Version is the relay protocol version offered in INIT. Default ""
+	// offers api.ProtocolV11 and falls back to api.ProtocolVersion
+	// (v1.0-draft2) with a daemon that refuses it. Set it to
+	// api.ProtocolVersion to speak exactly as an Iris v1 binding: calls to
+	// clusters without members then time out, and Survey and Push return
+	// ErrUnsupported.
+	Version string
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -174,6 +178,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sdk: Config.DefaultTunnelTimeout %v is negative", c.DefaultTunnelTimeout)
 	case c.DefaultTunnelTimeout > 0 && c.DefaultTunnelTimeout < time.Millisecond:
 		return fmt.Errorf("sdk: Config.DefaultTunnelTimeout %v is below 1ms", c.DefaultTunnelTimeout)
+	case c.Version != "" && c.Version != api.ProtocolVersion && c.Version != api.ProtocolV11:
+		return fmt.Errorf("sdk: Config.Version %q is not %q or %q", c.Version, api.ProtocolVersion, api.ProtocolV11)
 	case c.TunnelWindow != 0 && (c.TunnelWindow < MinTunnelWindow || c.TunnelWindow > MaxTunnelWindow):
 		return fmt.Errorf("sdk: Config.TunnelWindow %d is outside [%d, %d]",
 			c.TunnelWindow, MinTunnelWindow, MaxTunnelWindow)

@@ -95,9 +95,9 @@ func dial(ctx context.Context, cfg Config, cluster string, svc *service) (*Conn,
 		_ = nc.Close()
 		var denied *DeniedError
 		if errors.As(err, &denied) {
-			if cfg.protocol == "" && isVersionDeny(denied) {
+			if cfg.Version == "" && isVersionDeny(denied) {
 				// A daemon that predates v1.1: speak v1.0 to it.
-				cfg.protocol = api.ProtocolVersion
+				cfg.Version = api.ProtocolVersion
 				return dial(ctx, cfg, cluster, svc)
 			}
 			return nil, denied
@@ -164,7 +164,7 @@ func handshake(ctx context.Context, nc net.Conn, dec *api.Decoder, cluster strin
 }
 
 func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string, cfg *Config) (*api.InitInfo, error) {
-	version := cfg.protocol
+	version := cfg.Version
 	if version == "" {
 		version = api.ProtocolV11
 	}

@@ -124,7 +124,7 @@ func TestEveryPattern(t *testing.T) {
 	if code, _, errOut := iris(t, d, "", "request", "broken", "x"); code != exitFail || !strings.Contains(errOut, "disk full") {
 		t.Fatalf("request broken: %d %q", code, errOut)
 	}
-	if code, _, errOut := iris(t, d, "", "-timeout", "100ms", "request", "nobody", "x"); code != exitFail || !strings.Contains(errOut, "timed out") {
+	if code, _, errOut := iris(t, d, "", "-timeout", "100ms", "request", "nobody", "x"); code != exitFail || !strings.Contains(errOut, "cluster has no members") {
 		t.Fatalf("request nobody: %d %q", code, errOut)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/daemon"
 	"github.com/iris-mesh/iris/internal/leakcheck"
 	"github.com/iris-mesh/iris/sdk"
@@ -20,6 +21,19 @@ import (
 // Tests of protocol v1.1: surveys, push/pull, fail fast, cancel. Timing
 // figures are logged (go test -v -run 'V11' ./internal/e2e/); the
 // assertions keep wide margins for busy machines.
+
+// connectV10 connects to d speaking v1.0-draft2, as an Iris v1 binding.
+func connectV10(t testing.TB, d *daemon.Daemon) *sdk.Conn {
+	t.Helper()
+	cfg := cfgFor(d)
+	cfg.Version = api.ProtocolVersion
+	c, err := sdk.Connect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // registerNamed registers a member of cluster named name on d.
 func registerNamed(t testing.TB, d *daemon.Daemon, cluster, name string, h sdk.Handler, lim *sdk.ServiceLimits) *sdk.Service {
