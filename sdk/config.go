@@ -99,9 +99,10 @@ type Config struct {
 
 	// Limits bounds the lengths of the fields read from the daemon; a
 	// message beyond them is a protocol violation that drops the connection.
-	// Outgoing payloads longer than Limits.MaxMessageLen are refused with
-	// ErrTooLarge, since a daemon with the same limit would drop the
-	// connection. Zero fields mean api.DefaultLimits.
+	// Outgoing payloads longer than Limits.MaxMessageLen, or than the
+	// daemon's own limit (announced in a v1.1 session), are refused with
+	// ErrTooLarge, since the daemon would drop the connection. Zero fields
+	// mean api.DefaultLimits.
 	Limits api.Limits
 
 	// DefaultTunnelTimeout is the build timeout sent with a tunnel whose

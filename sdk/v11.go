@@ -56,10 +56,12 @@ func (c *Conn) initV11(info *api.InitInfo) {
 	}
 	c.x.on = true
 	c.x.daemon = info.Daemon
-	c.x.maxMessage = c.cfg.Limits.MaxMessageLen
-	if info.MaxMessage > 0 && info.MaxMessage < uint64(c.x.maxMessage) {
-		c.x.maxMessage = int(info.MaxMessage)
+	// Outgoing payloads are held to the daemon's limit too (every check
+	// reads c.cfg.Limits; the Decoder keeps its own copy for what it reads).
+	if info.MaxMessage > 0 && info.MaxMessage < uint64(c.cfg.Limits.MaxMessageLen) {
+		c.cfg.Limits.MaxMessageLen = int(info.MaxMessage)
 	}
+	c.x.maxMessage = c.cfg.Limits.MaxMessageLen
 	c.x.window = make(chan struct{}, max(1, min(info.PushWindow, 1<<16)))
 	c.x.surveys = make(map[uint64]*surveyCall)
 	c.x.pushes = make(map[uint64]*pushCall)
