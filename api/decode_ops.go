@@ -117,14 +117,15 @@ func (d *Decoder) readOptions(m *Message) {
 		d.fail("options", err)
 		return
 	}
-	m.Options = b
+	m.Payload = b
 }
 
 // SURVEY_ANSWER  varint(surveyId) string(member) string(daemon) binary(answer)
 func (d *Decoder) readSurveyAnswer(m *Message) {
 	m.ID = d.uvarint("surveyId")
-	m.Member = d.str("member")
-	m.Daemon = d.str("daemon")
+	m.Survey = &SurveyFields{}
+	m.Survey.Member = d.str("member")
+	m.Survey.Daemon = d.str("daemon")
 	m.Payload = d.blob("answer")
 }
 
@@ -138,13 +139,15 @@ const minMissingLen = 3
 // bytes could hold.
 func (d *Decoder) readSurveyEnd(m *Message) {
 	m.ID = d.uvarint("surveyId")
-	m.Asked = d.uvarint("asked")
-	m.Answered = d.uvarint("answered")
+	f := &SurveyFields{}
+	m.Survey = f
+	f.Asked = d.uvarint("asked")
+	f.Answered = d.uvarint("answered")
 	n, ok := d.length("count", d.lim.MaxMessageLen/minMissingLen)
 	if !ok || n == 0 {
 		return
 	}
-	m.Missing = make([]Missing, 0, min(n, 64))
+	f.Missing = make([]Missing, 0, min(n, 64))
 	for range n {
 		var e Missing
 		e.Member = d.str("member")
@@ -153,7 +156,7 @@ func (d *Decoder) readSurveyEnd(m *Message) {
 		if d.err != nil {
 			return
 		}
-		m.Missing = append(m.Missing, e)
+		f.Missing = append(f.Missing, e)
 	}
 }
 

@@ -104,6 +104,22 @@
 //	0x0c  TUN_TRANSFER  ID(tunId) Size(sizeOrCont) Payload    ID(tunId) Size(sizeOrCont) Payload
 //	0x0d  TUN_CLOSE     ID(tunId)                             ID(tunId) Fault(reason)
 //
+// v1.1 only (after EnableV11):
+//
+//	op    name          client → daemon                       daemon → client
+//	0x00  INIT (v1.1)   Magic Version Cluster Payload(options) Magic Version Payload(info)
+//	0x0e  SURVEY        ID(surveyId) Cluster Payload          ID(reqId) Payload TimeoutMs
+//	                      TimeoutMs Size(quorum)
+//	0x0f  SURVEY_ANSWER –                                     ID(surveyId) Survey.Member
+//	                                                            Survey.Daemon Payload
+//	0x10  SURVEY_END    –                                     ID(surveyId) Survey.Asked
+//	                                                            Survey.Answered Survey.Missing
+//	0x11  PUSH          ID(pushId) Cluster Payload            Payload
+//	0x12  PUSH_ACK      –                                     ID(pushId) Status
+//	0x13  PULL          Size(count)                           –
+//	0x14  CANCEL        ID(reqId)                             ID(reqId)
+//	0x15  NO_MEMBERS    –                                     Call ID
+//
 // Mind the asymmetries: REPLY and TUN_CONFIRM carry a timedOut flag only from
 // the daemon; CLOSE and TUN_CLOSE carry a reason only from the daemon; INIT
 // carries a cluster only from the client, and DENY is daemon-only; the client

@@ -114,7 +114,7 @@ func appendOptions(dst []byte, m *Message) []byte {
 	if !HasOptions(m.Version) {
 		return dst
 	}
-	return appendBytes(dst, m.Options)
+	return appendBytes(dst, m.Payload)
 }
 
 // HasOptions reports whether an INIT of the given version ends with an
@@ -129,23 +129,31 @@ func appendClientSurvey(dst []byte, m *Message) []byte {
 
 // SURVEY_ANSWER  varint(surveyId) string(member) string(daemon) binary(answer)
 func appendSurveyAnswer(dst []byte, m *Message) []byte {
+	var f SurveyFields
+	if m.Survey != nil {
+		f = *m.Survey
+	}
 	dst = binary.AppendUvarint(dst, m.ID)
-	dst = appendString(dst, m.Member)
-	dst = appendString(dst, m.Daemon)
+	dst = appendString(dst, f.Member)
+	dst = appendString(dst, f.Daemon)
 	return appendBytes(dst, m.Payload)
 }
 
 // SURVEY_END  varint(surveyId) varint(asked) varint(answered) varint(count)
 // count × (string(member) string(daemon) string(reason))
 func appendSurveyEnd(dst []byte, m *Message) []byte {
+	var f SurveyFields
+	if m.Survey != nil {
+		f = *m.Survey
+	}
 	dst = binary.AppendUvarint(dst, m.ID)
-	dst = binary.AppendUvarint(dst, m.Asked)
-	dst = binary.AppendUvarint(dst, m.Answered)
-	dst = binary.AppendUvarint(dst, uint64(len(m.Missing)))
-	for i := range m.Missing {
-		dst = appendString(dst, m.Missing[i].Member)
-		dst = appendString(dst, m.Missing[i].Daemon)
-		dst = appendString(dst, m.Missing[i].Reason)
+	dst = binary.AppendUvarint(dst, f.Asked)
+	dst = binary.AppendUvarint(dst, f.Answered)
+	dst = binary.AppendUvarint(dst, uint64(len(f.Missing)))
+	for i := range f.Missing {
+		dst = appendString(dst, f.Missing[i].Member)
+		dst = appendString(dst, f.Missing[i].Daemon)
+		dst = appendString(dst, f.Missing[i].Reason)
 	}
 	return dst
 }

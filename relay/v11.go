@@ -30,7 +30,7 @@ type v11state struct {
 // handshakeV11 reads the INIT options of a v1.1 client. It returns the
 // member name asked for.
 func (c *conn) handshakeV11(m *api.Message) (string, error) {
-	opts, err := api.DecodeInitOptions(m.Options)
+	opts, err := api.DecodeInitOptions(m.Payload)
 	if err != nil {
 		return "", fmt.Errorf("relay: handshake: %w", err)
 	}
@@ -51,7 +51,7 @@ func (c *conn) initAnswer(version string) api.Message {
 			MaxMessage: uint64(c.maxMessage()),
 			PushWindow: uint64(c.srv.cfg.PushWindow),
 		}
-		accept.Options = api.EncodeInitInfo(&info)
+		accept.Payload = api.EncodeInitInfo(&info)
 	}
 	return accept
 }
@@ -122,7 +122,8 @@ func (c *conn) handleSurvey(m *api.Message) error {
 	c.srv.node.Survey(m.Cluster, m.Payload, timeoutOf(m.TimeoutMs), quorum,
 		func(a cluster.SurveyAnswer) {
 			// Bounded by the members asked; never dropped.
-			c.q.pushTunnel(&api.Message{Op: api.OpSurveyAnswer, ID: id, Member: a.Member, Daemon: a.Daemon, Payload: a.Payload})
+			c.q.pushTunnel(&api.Message{Op: api.OpSurveyAnswer, ID: id, Payload: a.Payload,
+				Survey: &api.SurveyFields{Member: a.Member, Daemon: a.Daemon}})
 		},
 		func(r cluster.SurveyResult) { c.surveyEnded(id, r) })
 	return nil
@@ -132,10 +133,11 @@ func (c *conn) surveyEnded(id uint64, r cluster.SurveyResult) {
 	c.mu.Lock()
 	delete(c.x.surveys, id)
 	c.mu.Unlock()
-	end := api.Message{Op: api.OpSurveyEnd, ID: id, Asked: uint64(r.Asked), Answered: uint64(r.Answered)}
+	f := &api.SurveyFields{Asked: uint64(r.Asked), Answered: uint64(r.Answered)}
 	for _, ms := range r.Missing {
-		end.Missing = append(end.Missing, api.Missing{Member: ms.Member, Daemon: ms.Daemon, Reason: ms.Reason})
+		f.Missing = append(f.Missing, api.Missing{Member: ms.Member, Daemon: ms.Daemon, Reason: ms.Reason})
 	}
+	end := api.Message{Op: api.OpSurveyEnd, ID: id, Survey: f}
 	if !c.q.push(&end) {
 		c.answers.Add(-1)
 	}

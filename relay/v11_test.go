@@ -14,12 +14,12 @@ func connectV11(t testing.TB, d *daemon, clusterName, name string) (*client, api
 	t.Helper()
 	c := dial(t, d)
 	c.send(api.Message{Op: api.OpInit, Magic: api.ClientMagic, Version: api.ProtocolV11, Cluster: clusterName,
-		Options: api.EncodeInitOptions(&api.InitOptions{Name: name})})
+		Payload: api.EncodeInitOptions(&api.InitOptions{Name: name})})
 	m := c.recv()
 	if m.Op != api.OpInit || m.Magic != api.RelayMagic || m.Version != api.ProtocolV11 {
 		t.Fatalf("v1.1 handshake answer = %+v", m)
 	}
-	info, err := api.DecodeInitInfo(m.Options)
+	info, err := api.DecodeInitInfo(m.Payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestV11Handshake(t *testing.T) {
 	// A name in use is refused.
 	c := dial(t, d)
 	c.send(api.Message{Op: api.OpInit, Magic: api.ClientMagic, Version: api.ProtocolV11, Cluster: "svc",
-		Options: api.EncodeInitOptions(&api.InitOptions{Name: "w1"})})
+		Payload: api.EncodeInitOptions(&api.InitOptions{Name: "w1"})})
 	if m := c.recv(); m.Op != api.OpDeny || !strings.HasPrefix(m.Fault, api.FaultNameTaken) {
 		t.Fatalf("duplicate name answered %+v", m)
 	}
@@ -75,10 +75,10 @@ func TestV11InV10Session(t *testing.T) {
 	got := map[string]bool{}
 	for range 2 {
 		a := asker.expectOp(api.OpSurveyAnswer)
-		got[a.Member+"="+string(a.Payload)] = true
+		got[a.Survey.Member+"="+string(a.Payload)] = true
 	}
 	end := asker.expectOp(api.OpSurveyEnd)
-	if end.ID != 9 || end.Asked != 2 || end.Answered != 2 || len(end.Missing) != 0 || !got["new=new"] {
+	if end.ID != 9 || end.Survey.Asked != 2 || end.Survey.Answered != 2 || len(end.Survey.Missing) != 0 || !got["new=new"] {
 		t.Fatalf("answers %v, end %+v", got, end)
 	}
 }

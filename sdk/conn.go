@@ -170,7 +170,7 @@ func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string, cfg *Config) (*
 	}
 	init := api.Message{Op: api.OpInit, Magic: api.ClientMagic, Version: version, Cluster: cluster}
 	if version == api.ProtocolV11 {
-		init.Options = api.EncodeInitOptions(&api.InitOptions{Name: cfg.Name})
+		init.Payload = api.EncodeInitOptions(&api.InitOptions{Name: cfg.Name})
 	}
 	if _, err := nc.Write(api.AppendClient(nil, &init)); err != nil {
 		return nil, fmt.Errorf("write INIT: %w", err)
@@ -192,7 +192,7 @@ func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string, cfg *Config) (*
 		return nil, fmt.Errorf("%w: daemon chose version %q, we offered %q",
 			api.ErrProtocol, m.Version, version)
 	}
-	info, err := api.DecodeInitInfo(m.Options)
+	info, err := api.DecodeInitInfo(m.Payload)
 	if err != nil {
 		return nil, err
 	}

@@ -206,7 +206,11 @@ func (c *Conn) handleSurveyAnswer(m *api.Message) {
 	case s == nil:
 		c.stats.lateReplies.Add(1)
 	default:
-		s.add(SurveyAnswer{Member: m.Member, Daemon: m.Daemon, Data: m.Payload})
+		var f api.SurveyFields
+		if m.Survey != nil {
+			f = *m.Survey
+		}
+		s.add(SurveyAnswer{Member: f.Member, Daemon: f.Daemon, Data: m.Payload})
 	}
 }
 
@@ -225,8 +229,12 @@ func (c *Conn) handleSurveyEnd(m *api.Message) {
 	case m.Fault == noMembersFault:
 		s.finish(nil, fmt.Errorf("sdk: survey: %w", ErrNoMembers))
 	default:
-		res := &SurveyResult{Asked: int(min(m.Asked, 1<<31)), Answered: int(min(m.Answered, 1<<31))}
-		for _, x := range m.Missing {
+		var f api.SurveyFields
+		if m.Survey != nil {
+			f = *m.Survey
+		}
+		res := &SurveyResult{Asked: int(min(f.Asked, 1<<31)), Answered: int(min(f.Answered, 1<<31))}
+		for _, x := range f.Missing {
 			res.Missing = append(res.Missing, MissingMember(x))
 		}
 		s.finish(res, nil)

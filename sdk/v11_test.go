@@ -31,7 +31,7 @@ func TestFallbackToV10(t *testing.T) {
 	p.send(&api.Message{Op: api.OpDeny, Magic: api.RelayMagic, Fault: api.DenyVersionReason(api.ProtocolV11)})
 	_ = p.nc.Close()
 	p = r.accept()
-	if m := p.readOp(api.OpInit); m.Version != api.ProtocolVersion || m.Options != nil {
+	if m := p.readOp(api.OpInit); m.Version != api.ProtocolVersion || m.Payload != nil {
 		t.Fatalf("second offer %+v", m)
 	}
 	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolVersion})
@@ -69,7 +69,7 @@ func TestV11LimitsFromDaemon(t *testing.T) {
 	p.readOp(api.OpInit)
 	p.dec.EnableV11()
 	info := api.EncodeInitInfo(&api.InitInfo{Daemon: "d", MaxMessage: 10, PushWindow: 4})
-	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolV11, Options: info})
+	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolV11, Payload: info})
 	c := <-ch
 	if c == nil {
 		return
