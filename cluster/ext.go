@@ -222,6 +222,7 @@ func (n *Node) extPeerDown(id string) {
 		s.daemonLost(id)
 	}
 	for _, p := range ps {
+		p.timer.Stop()
 		n.pushNext(p)
 	}
 }

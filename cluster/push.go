@@ -42,10 +42,16 @@ type pushing struct {
 	cb      func(PushStatus)
 	local   []*member
 	remotes []*remoteNode
-	start   int    // first option tried: index into local, then remotes
-	next    int    // options tried so far
-	node    string // remote daemon it waits on
+	start   int         // first option tried: index into local, then remotes
+	next    int         // options tried so far
+	node    string      // remote daemon it waits on
+	timer   *time.Timer // bounds that wait (a daemon that predates v1.1 never answers)
 }
+
+// pushAckTimeout bounds the wait for a remote daemon's ack of a push; then
+// the push goes to the next member. Daemons answer at once, so only one
+// that predates push (it skips the frame) or a stuck link reaches it.
+const pushAckTimeout = 5 * time.Second
 
 // Push hands msg to one member of cluster, load-balanced at random in
 // proportion to the members each daemon has, and calls cb once with the
@@ -123,16 +129,13 @@ func (n *Node) pushNext(p *pushing) {
 		id := n.ext.newID()
 		p.node = r.id
 		n.ext.pushes[id] = p
+		p.timer = time.AfterFunc(pushAckTimeout, func() { n.pushAckLate(id, p) })
 		n.ext.mu.Unlock()
 		if ov.Send(r.id, overlay.Bulk, pushHead(id, p.cluster), p.payload) == nil {
-			return // handlePushAck or extPeerDown goes on
+			return // handlePushAck, extPeerDown or pushAckLate goes on
 		}
-		n.ext.mu.Lock()
-		_, mine := n.ext.pushes[id]
-		delete(n.ext.pushes, id)
-		n.ext.mu.Unlock()
-		if !mine {
-			return // extPeerDown took it and went on
+		if !n.takePush(id, p) {
+			return // another took it and went on
 		}
 	}
 	n.pushDone(p, PushBusy)
@@ -197,6 +200,28 @@ func (n *Node) handleRemotePush(from string, rd *reader) error {
 	return ov.Send(from, overlay.Control, append(h, st), nil)
 }
 
+// takePush removes push id, if it is still p and waiting, and stops its
+// timer; it reports whether the caller now owns it.
+func (n *Node) takePush(id uint64, p *pushing) bool {
+	n.ext.mu.Lock()
+	mine := n.ext.pushes[id] == p
+	if mine {
+		delete(n.ext.pushes, id)
+	}
+	n.ext.mu.Unlock()
+	if mine {
+		p.timer.Stop()
+	}
+	return mine
+}
+
+// pushAckLate goes on with a push whose remote daemon did not answer.
+func (n *Node) pushAckLate(id uint64, p *pushing) {
+	if n.takePush(id, p) {
+		n.pushNext(p)
+	}
+}
+
 // handlePushAck goes on with a push a remote daemon answered.
 func (n *Node) handlePushAck(from string, rd *reader) error {
 	id := rd.uvarint()
@@ -206,12 +231,10 @@ func (n *Node) handlePushAck(from string, rd *reader) error {
 	}
 	n.ext.mu.Lock()
 	p := n.ext.pushes[id]
-	if p != nil && p.node == from {
-		delete(n.ext.pushes, id)
-	} else {
+	n.ext.mu.Unlock()
+	if p != nil && (p.node != from || !n.takePush(id, p)) {
 		p = nil
 	}
-	n.ext.mu.Unlock()
 	switch {
 	case p == nil:
 	case st == pushAckOK:

@@ -458,6 +458,7 @@ func (n *Node) extClose() {
 		s.mu.Unlock()
 	}
 	for _, p := range ps {
+		p.timer.Stop()
 		n.pushDone(p, PushBusy)
 	}
 }
