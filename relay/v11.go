@@ -213,8 +213,10 @@ func (c *conn) HandlePush(msg []byte) bool {
 	if c.x.credit <= 0 || c.closing.Load() {
 		return false
 	}
-	// Bounded by the credit the member granted, so always admitted.
-	if !c.q.pushTunnel(&api.Message{Op: api.OpPush, Payload: msg}) {
+	// Bounded by the credit the member granted, and by the queue's bulk
+	// budget in count and bytes, like delivered requests: refused beyond
+	// it, so the push goes to another member or the pusher hears busy.
+	if !c.q.offer(&api.Message{Op: api.OpPush, Payload: msg}, kindDelivery) {
 		return false
 	}
 	c.x.credit--
