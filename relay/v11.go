@@ -19,12 +19,11 @@ type v11state struct {
 	name string // the member name, for a service
 
 	// The following are protected by conn.mu.
-	cluster   map[uint64]uint64 // the app's request id → the cluster's, for CANCEL
-	surveys   map[uint64]struct{}
-	pushes    int   // the app's pushes awaiting their PUSH_ACK
-	credit    int64 // pushes the member may still be given (PULL grants it)
-	inHand    int64 // pushes given to the member and not yet confirmed by a PULL
-	cancelled map[*cluster.Request]bool
+	cluster map[uint64]uint64 // the app's request id → the cluster's, for CANCEL
+	surveys map[uint64]struct{}
+	pushes  int   // the app's pushes awaiting their PUSH_ACK
+	credit  int64 // pushes the member may still be given (PULL grants it)
+	inHand  int64 // pushes given to the member and not yet confirmed by a PULL
 }
 
 // handshakeV11 reads the INIT options of a v1.1 client. It returns the
