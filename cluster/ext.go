@@ -18,7 +18,7 @@ const maxMemberName = 256
 
 // ext is the node's state for the v1.1 patterns: surveys this daemon
 // started, pushes waiting for a remote daemon's answer, and the requests
-// delivered to local members, by origin, so that they can be cancelled.
+// delivered to local members can be cancelled (cancel.go).
 type ext struct {
 	nextName atomic.Uint64 // default member names: "<node id>/<n>"
 
@@ -26,11 +26,6 @@ type ext struct {
 	surveys map[uint64]*survey
 	pushes  map[uint64]*pushing
 	nextID  uint64 // survey and push ids (one space)
-
-	// served maps servedKey → *Request. A sync.Map (a concurrent hash
-	// trie) rather than a map under mu: every delivered request passes
-	// through it, on many goroutines at once.
-	served sync.Map
 
 	stats extCounters
 }
@@ -41,13 +36,6 @@ type extCounters struct {
 	pushes, pushesAccepted, pushesBusy, pushesNone atomic.Uint64
 	pushesServed, pushesRefused                    atomic.Uint64
 	cancels, cancelsServed                         atomic.Uint64
-}
-
-// servedKey names a request delivered to a local member: the daemon it came
-// from ("" for this one) and its id there.
-type servedKey struct {
-	origin string
-	id     uint64
 }
 
 func (e *ext) newID() uint64 {

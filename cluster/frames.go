@@ -30,7 +30,7 @@ const (
 	fSurveyAnswer frameType = 0x22 // survey id, status, member name, answer or fault text
 	fPush         frameType = 0x23 // push id, cluster, message
 	fPushAck      frameType = 0x24 // push id, status (pushAccepted, pushBusy)
-	fCancel       frameType = 0x25 // request id at the origin
+	fCancel       frameType = 0x25 // request id at the origin, cluster
 )
 
 // replyStatus is the status byte of a reply frame. ONLY APPEND.

@@ -40,7 +40,7 @@ func FuzzHandleFrame(f *testing.F) {
 	f.Add([]byte{byte(fSurveyAsked), 3, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(append(pushHead(4, "echo"), "job"...))
 	f.Add([]byte{byte(fPushAck), 4, 1})
-	f.Add([]byte{byte(fCancel), 7})
+	f.Add([]byte{byte(fCancel), 7, 4, 'e', 'c', 'h', 'o'})
 	f.Add([]byte{byte(fRequest), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		n, err := New(nil)

@@ -85,12 +85,10 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 			req := &Request{Cluster: p.cluster, Payload: p.payload, TimeoutMs: p.timeoutMs,
 				Deadline: p.deadline, n: n, mem: m, id: id}
 			m.inflight.Add(1)
-			n.trackServed(req)
 			if m.m.HandleRequest(req) {
 				n.stats.delivered.Add(1)
 				return
 			}
-			n.untrackServed(req)
 			m.inflight.Add(-1)
 			refused = m
 		case r != nil:
@@ -244,7 +242,6 @@ func (r *Request) Fail(fault string) { r.finish(repFault, []byte(fault)) }
 func (r *Request) Abandon() {
 	if !r.done.Swap(true) {
 		r.mem.inflight.Add(-1)
-		r.n.untrackServed(r)
 	}
 }
 
@@ -257,7 +254,6 @@ func (r *Request) finish(st replyStatus, body []byte) {
 		r.onDone(st, body)
 		return
 	}
-	r.n.untrackServed(r)
 	if r.origin != "" {
 		if ov, ok := r.n.ready(); ok {
 			_ = ov.Send(r.origin, overlay.Bulk, replyHead(r.id, st), body)
@@ -298,12 +294,10 @@ func (n *Node) handleRemoteRequest(from string, rd *reader) error {
 			Deadline: time.Now().Add(time.Duration(timeoutMs) * time.Millisecond),
 			n:        n, mem: m, origin: from, id: id}
 		m.inflight.Add(1)
-		n.trackServed(req)
 		if m.m.HandleRequest(req) {
 			n.stats.delivered.Add(1)
 			return nil
 		}
-		n.untrackServed(req)
 		m.inflight.Add(-1)
 		skip = m
 	}

@@ -245,14 +245,16 @@ func (c *conn) handleCancel(id uint64) {
 	}
 }
 
-// CancelRequest implements cluster.Canceler: the delivered request is
-// forgotten (a later REPLY to it is dropped) and a v1.1 app gets CANCEL.
-func (c *conn) CancelRequest(r *cluster.Request) {
+// CancelRequest implements cluster.Canceler: the delivered request with
+// key k, if this connection holds it, is forgotten (a later REPLY to it is
+// dropped) and a v1.1 app gets CANCEL. It scans the requests delivered to
+// the connection: cancels are rare, and the request path pays nothing.
+func (c *conn) CancelRequest(k cluster.RequestKey) bool {
 	c.mu.Lock()
 	var id uint64
 	var d *delivery
 	for i, x := range c.delivered {
-		if x.req == r {
+		if x.req.Key() == k {
 			id, d = i, x
 			break
 		}
@@ -262,13 +264,14 @@ func (c *conn) CancelRequest(r *cluster.Request) {
 	}
 	c.mu.Unlock()
 	if d == nil {
-		return
+		return false
 	}
 	d.timer.Stop()
 	d.req.Abandon()
 	if c.x.on {
 		c.q.pushTunnel(&api.Message{Op: api.OpCancel, ID: id}) // bounded by the requests delivered
 	}
+	return true
 }
 
 // leaveV11 counts the pushes the member held without confirming them: they
