@@ -33,6 +33,8 @@ type Status struct {
 	// Apps counts the connected apps (services included) and services.
 	Apps     int `json:"apps"`
 	Services int `json:"services"`
+	// Patterns counts surveys, pushes and cancels (protocol v1.1).
+	Patterns PatternStatus `json:"patterns"`
 }
 
 // PeerStatus is one entry of Status.Peers.
@@ -57,6 +59,7 @@ func (d *Daemon) Status() Status {
 		Clusters: d.node.Clusters(),
 		Topics:   d.node.Topics(),
 		Tunnels:  d.node.TunnelCount(),
+		Patterns: d.patternStatus(),
 	}
 	if d.rel != nil {
 		rs := d.rel.Stats()

@@ -25,3 +25,32 @@ func v11Metrics() []layerMetric {
 		m("iris_relay_pushes_dropped_total", "Pushes accepted for a member app but not confirmed handled, by reason.", prometheus.Labels{"reason": "member_gone"}, func(s *layerStats) float64 { return float64(s.relay.PushesDropped) }),
 	}
 }
+
+// PatternStatus counts the protocol v1.1 patterns since the daemon
+// started; it is Status.Patterns.
+type PatternStatus struct {
+	Surveys        uint64 `json:"surveys"`         // started by apps here
+	SurveyAnswers  uint64 `json:"survey_answers"`  // answers they got
+	SurveyMissing  uint64 `json:"survey_missing"`  // members asked that did not answer
+	SurveysServed  uint64 `json:"surveys_served"`  // questions delivered to members here
+	PushesAccepted uint64 `json:"pushes_accepted"` // pushes from apps here taken by a member
+	PushesBusy     uint64 `json:"pushes_busy"`     // refused: every member's queue was full
+	PushesServed   uint64 `json:"pushes_served"`   // pushes queued for members here
+	PushesDropped  uint64 `json:"pushes_dropped"`  // accepted for a member that left before confirming them
+	Cancels        uint64 `json:"cancels"`         // requests cancelled by apps here
+	NoMembers      uint64 `json:"no_members"`      // calls failed at once: no members
+}
+
+func (d *Daemon) patternStatus() PatternStatus {
+	e := d.node.ExtStats()
+	p := PatternStatus{
+		Surveys: e.Surveys, SurveyAnswers: e.SurveyAnswers, SurveyMissing: e.SurveyMissing,
+		SurveysServed: e.SurveysServed, PushesAccepted: e.PushesAccepted, PushesBusy: e.PushesBusy,
+		PushesServed: e.PushesServed, Cancels: e.Cancels,
+	}
+	if d.rel != nil {
+		r := d.rel.Stats()
+		p.PushesDropped, p.NoMembers = r.PushesDropped, r.NoMembers
+	}
+	return p
+}
