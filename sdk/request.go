@@ -74,6 +74,9 @@ func (c *Conn) Request(ctx context.Context, cluster string, request []byte) ([]b
 	select {
 	case r := <-cl.done:
 		c.calls.Put(cl)
+		if r.err == ErrNoMembers {
+			r.err = fmt.Errorf("sdk: request to %q: %w", cluster, ErrNoMembers)
+		}
 		return r.reply, r.err
 	case <-ctx.Done():
 		// Sent: the daemon owes a reply, which the reader will discard.
@@ -168,7 +171,7 @@ func replyResult(m *api.Message) result {
 		// An empty fault counts as a timeout (relay protocol semantics).
 		return result{err: ErrTimeout}
 	case m.Fault == noMembersFault:
-		return result{err: fmt.Errorf("sdk: request: %w", ErrNoMembers)}
+		return result{err: ErrNoMembers} // Request names the cluster
 	default:
 		return result{err: &RemoteError{Fault: m.Fault}}
 	}

@@ -133,7 +133,11 @@ func (c *Conn) Survey(ctx context.Context, cluster string, question []byte, opts
 		c.abandonSurvey(id, false)
 		return nil, err
 	}
-	return c.gather(ctx, id, s, opts, time.Duration(timeoutMs)*time.Millisecond)
+	res, err := c.gather(ctx, id, s, opts)
+	if err == ErrNoMembers {
+		err = fmt.Errorf("sdk: survey of %q: %w", cluster, ErrNoMembers)
+	}
+	return res, err
 }
 
 // surveyGrace is how long Survey waits for the daemon's end after its own
@@ -141,7 +145,7 @@ func (c *Conn) Survey(ctx context.Context, cluster string, question []byte, opts
 const surveyGrace = 2 * time.Second
 
 // gather collects the answers of survey id until its end.
-func (c *Conn) gather(ctx context.Context, id uint64, s *surveyCall, opts *SurveyOptions, timeout time.Duration) (*SurveyResult, error) {
+func (c *Conn) gather(ctx context.Context, id uint64, s *surveyCall, opts *SurveyOptions) (*SurveyResult, error) {
 	var answers []SurveyAnswer
 	done := ctx.Done()
 	var grace <-chan time.Time
@@ -227,7 +231,7 @@ func (c *Conn) handleSurveyEnd(m *api.Message) {
 	case s == nil:
 		c.stats.lateReplies.Add(1)
 	case m.Fault == noMembersFault:
-		s.finish(nil, fmt.Errorf("sdk: survey: %w", ErrNoMembers))
+		s.finish(nil, ErrNoMembers) // Survey names the cluster
 	default:
 		var f api.SurveyFields
 		if m.Survey != nil {
