@@ -27,6 +27,7 @@ type Member interface {
 type member struct {
 	m        Member
 	cluster  string
+	name     string // unique in the cluster as far as this daemon knows
 	capacity int64
 	inflight atomic.Int64
 }
@@ -39,27 +40,13 @@ type Registration struct {
 	m *member
 }
 
-// Register makes m a member of cluster. The member is reachable from this
-// daemon when Register returns and from the others once its table update
-// reaches them. capacity is how many requests it may have in flight before
-// it counts as saturated; 0 means the configured default.
+// Register makes m a member of cluster under a default name (see
+// RegisterNamed). The member is reachable from this daemon when Register
+// returns and from the others once its table update reaches them. capacity
+// is how many requests it may have in flight before it counts as
+// saturated; 0 means the configured default.
 func (n *Node) Register(cluster string, m Member, capacity int) (*Registration, error) {
-	if err := validName(cluster); err != nil {
-		return nil, err
-	}
-	if capacity <= 0 {
-		capacity = n.cfg.MemberCapacity
-	}
-	mem := &member{m: m, cluster: cluster, capacity: int64(capacity)}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return nil, ErrClosed
-	}
-	cowAdd(n.local, cluster, mem)
-	n.rebuildLocked(cluster)
-	n.markDirtyLocked()
-	return &Registration{n: n, m: mem}, nil
+	return n.RegisterNamed(cluster, "", m, capacity)
 }
 
 // Close removes the member from its cluster: no delivery is started after
@@ -259,4 +246,5 @@ func (n *Node) peerGone(id string) {
 	n.mu.Unlock()
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: serving daemon failed")
 	n.failTunnels(id, "iris: far daemon failed")
+	n.extPeerDown(id)
 }

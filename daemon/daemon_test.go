@@ -455,7 +455,7 @@ func TestStatusJSONShape(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if got := strings.Join(keys, ","); got != "apps,clusters,listen,network,node,peers,relay,services,topics,tunnels,version,zone" {
+	if got := strings.Join(keys, ","); got != "apps,clusters,listen,network,node,patterns,peers,relay,services,topics,tunnels,version,zone" {
 		t.Fatalf("status keys = %s", got)
 	}
 	peer := m["peers"].([]any)[0].(map[string]any)

@@ -35,6 +35,8 @@ type Status struct {
 	// Apps counts the connected apps (services included) and services.
 	Apps     int `json:"apps"`
 	Services int `json:"services"`
+	// Patterns counts surveys, pushes and cancels (protocol v1.1).
+	Patterns PatternStatus `json:"patterns"`
 }
 
 // PeerStatus is one entry of Status.Peers.
@@ -60,6 +62,7 @@ func (d *Daemon) Status() Status {
 		Clusters: d.node.Clusters(),
 		Topics:   d.node.Topics(),
 		Tunnels:  d.node.TunnelCount(),
+		Patterns: d.patternStatus(),
 	}
 	if d.rel != nil {
 		rs := d.rel.Stats()
@@ -154,7 +157,7 @@ func newCollector(d *Daemon) *collector {
 		peers: prometheus.NewDesc("iris_overlay_peers", "Other daemons known, by membership state.", []string{"state"}, nil),
 		info: prometheus.NewDesc("iris_daemon_info", "Always 1; labels identify the daemon.",
 			[]string{"node", "zone"}, nil),
-		layers: layerMetrics(),
+		layers: append(layerMetrics(), v11Metrics()...),
 		joinFails: prometheus.NewDesc("iris_daemon_join_failures_total",
 			"Attempts to join the seeds that left no other daemon known.", nil, nil),
 		keys: prometheus.NewDesc("iris_overlay_network_keys",
@@ -202,6 +205,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	var snap layerStats
 	snap.cluster = c.d.node.Stats()
 	snap.tunnels = c.d.node.TunnelCount()
+	snap.ext = c.d.node.ExtStats()
 	if c.d.rel != nil {
 		snap.relay = c.d.rel.Stats()
 	}
@@ -215,6 +219,7 @@ type layerStats struct {
 	cluster cluster.Stats
 	relay   relay.Stats
 	tunnels int
+	ext     cluster.ExtStats
 }
 
 // layerMetric is one metric read from a layerStats.

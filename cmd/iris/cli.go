@@ -31,8 +31,8 @@ var defaultStatus = "127.0.0.1:55580"
 
 // errNoMembers is the SDK's sentinel for a request or tunnel to a cluster
 // without members, mapped to exitNoMembers. The v1.0 protocol reports that
-// case as a timeout; set this to sdk.ErrNoMembers once the SDK has it.
-var errNoMembers error
+// case as a timeout.
+var errNoMembers error = sdk.ErrNoMembers
 
 // command is one entry of the command table: adding a command is adding
 // one.
@@ -54,7 +54,7 @@ type command struct {
 // commands is the command table, in the order `iris help` lists it.
 var commands = []*command{
 	requestCmd, serveCmd, broadcastCmd, publishCmd, subscribeCmd, tunnelCmd,
-	forwardCmd, exposeCmd, benchCmd, statusCmd, versionCmd,
+	surveyCmd, pushCmd, pullCmd, forwardCmd, exposeCmd, benchCmd, statusCmd, versionCmd,
 }
 
 func lookup(name string) *command {

@@ -11,6 +11,9 @@
 //	iris tunnel CLUSTER                 stdin → a member of CLUSTER → stdout
 //	iris forward LOCAL_ADDR CLUSTER     carry TCP connections over tunnels...
 //	iris expose CLUSTER TARGET_ADDR     ...to a TCP service near a member
+//	iris survey CLUSTER [MESSAGE]       ask every member; answers and who did not answer
+//	iris push CLUSTER [MESSAGE]         hand MESSAGE (or each stdin line) to one member
+//	iris pull CLUSTER [-n N]            be a member printing every pushed message
 //	iris bench request|pubsub           throughput and latency
 //	iris status                         the daemon's status
 //	iris version                        the build

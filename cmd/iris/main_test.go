@@ -194,6 +194,9 @@ func TestEveryPattern(t *testing.T) {
 	if code, _, errOut := iris(t, d, "", "request", "broken", "x"); code != exitFail || errOut != "iris request: the service failed: disk full\n" {
 		t.Fatalf("request broken: %d %q", code, errOut)
 	}
+	if code, _, errOut := iris(t, d, "", "-timeout", "100ms", "request", "nobody", "x"); code != exitNoMembers || !strings.Contains(errOut, "cluster has no members") {
+		t.Fatalf("request nobody: %d %q", code, errOut)
+	}
 
 	if code, _, errOut := iris(t, d, "", "broadcast", "echo", "to all", "-count", "2"); code != 0 {
 		t.Fatalf("broadcast: %d %q", code, errOut)
@@ -336,14 +339,21 @@ func TestErrors(t *testing.T) {
 		strings.Contains(errOut.String(), "sdk:") {
 		t.Fatalf("no daemon: exit %d, %q", code, errOut.String())
 	}
-	// Timeout: exit 3.
-	code, _, stderr := iris(t, d, "", "-timeout", "100ms", "request", "nobody", "x")
-	if code != exitTimeout || !strings.Contains(stderr, `no reply from cluster "nobody" within 100ms`) || strings.Count(stderr, "iris") != 1 {
+	// No members: exit 4 at once (protocol v1.1).
+	code, _, stderr := iris(t, d, "", "request", "nobody", "x")
+	if code != exitNoMembers || !strings.Contains(stderr, "cluster has no members") || strings.Count(stderr, "iris") != 1 {
 		t.Fatalf("request nobody: %d %q", code, stderr)
 	}
-	code, _, stderr = iris(t, d, "", "-timeout", "100ms", "tunnel", "nobody")
-	if code != exitTimeout || !strings.Contains(stderr, `no member of cluster "nobody" accepted a tunnel`) {
+	code, _, stderr = iris(t, d, "", "tunnel", "nobody")
+	if code != exitNoMembers || !strings.Contains(stderr, "cluster has no members") {
 		t.Fatalf("tunnel nobody: %d %q", code, stderr)
+	}
+	// Timeout: exit 3.
+	background(t, d, "serve", "slow", "-exec", "sleep 30")
+	waitFor(t, "the slow member", func() bool { return members(d, "slow", false) == 1 })
+	code, _, stderr = iris(t, d, "", "-timeout", "100ms", "request", "slow", "x")
+	if code != exitTimeout || !strings.Contains(stderr, `no reply from cluster "slow" within 100ms`) || strings.Count(stderr, "iris") != 1 {
+		t.Fatalf("request slow: %d %q", code, stderr)
 	}
 	// Too large: one prefix, no sdk: layers.
 	big := strings.Repeat("x", 17<<20)
