@@ -40,6 +40,8 @@ var patternCounters = []patternCounter{
 	{"served", "Requests served", func(s *layerStats) uint64 { return s.cluster.Delivered }},
 	{"broadcast", "Broadcasts", func(s *layerStats) uint64 { return s.cluster.Broadcasts }},
 	{"publish", "Events published", func(s *layerStats) uint64 { return s.cluster.Publishes }},
+	{"survey", "Surveys", func(s *layerStats) uint64 { return s.relay.Surveys }},
+	{"push", "Pushes", func(s *layerStats) uint64 { return s.relay.Pushes }},
 	{"relay_in", "Messages from apps", func(s *layerStats) uint64 { return s.relay.MessagesIn }},
 	{"relay_out", "Messages to apps", func(s *layerStats) uint64 { return s.relay.MessagesOut }},
 }
