@@ -144,7 +144,8 @@ func TestDenyVersionReason(t *testing.T) {
 func TestOpcodeString(t *testing.T) {
 	for op, want := range map[Opcode]string{
 		OpInit: "INIT", OpDeny: "DENY", OpReply: "REPLY", OpTunConfirm: "TUN_CONFIRM",
-		OpTunClose: "TUN_CLOSE", 0x0e: "Opcode(0x0e)", 0xff: "Opcode(0xff)",
+		OpTunClose: "TUN_CLOSE", OpSurvey: "SURVEY", OpNoMembers: "NO_MEMBERS",
+		0x16: "Opcode(0x16)", 0xff: "Opcode(0xff)",
 	} {
 		if got := op.String(); got != want {
 			t.Errorf("Opcode(%d).String() = %q, want %q", uint8(op), got, want)
@@ -196,7 +197,9 @@ func TestAppendPanicsOnWrongDirection(t *testing.T) {
 		op   Opcode
 	}{
 		{"client DENY", AppendClient, OpDeny},
-		{"client 0x0e", AppendClient, 0x0e},
+		{"client 0x16", AppendClient, 0x16},
+		{"client SURVEY_END", AppendClient, OpSurveyEnd},
+		{"daemon PULL", AppendDaemon, OpPull},
 		{"daemon SUBSCRIBE", AppendDaemon, OpSubscribe},
 		{"daemon UNSUBSCRIBE", AppendDaemon, OpUnsubscribe},
 		{"daemon 0xff", AppendDaemon, 0xff},

@@ -34,7 +34,15 @@ type Decoder struct {
 	// eagerMax is eagerAllocMax; tests lower it to reach readN's growing
 	// path with small inputs.
 	eagerMax int
+
+	// v11 admits the v1.1 opcodes (0x0e and up); see EnableV11.
+	v11 bool
 }
+
+// EnableV11 makes the Decoder accept the opcodes of protocol v1.1. Call it
+// once the session negotiated ProtocolV11; until then they are protocol
+// violations, exactly as in a v1.0-draft2 session, which never calls it.
+func (d *Decoder) EnableV11() { d.v11 = true }
 
 // NewDecoder returns a Decoder reading from r with the given limits. Zero
 // fields of lim mean their defaults. If r is a *bufio.Reader with a buffer of
@@ -92,7 +100,11 @@ func (d *Decoder) read(m *Message, dir string, body func(*Decoder, *Message)) er
 	}
 	m.Op = Opcode(op)
 	d.err = nil
-	body(d, m)
+	if m.Op > lastV10 && !d.v11 {
+		d.badOpcode(m, "in a v1.0 session")
+	} else {
+		body(d, m)
+	}
 	if d.err != nil {
 		d.broken = fmt.Errorf("api: read %s %s: %w", dir, m.Op, d.err)
 		d.err = nil
@@ -118,6 +130,10 @@ func (d *Decoder) fail(field string, err error) {
 
 // badOpcode records an opcode that is unknown or not sent in this direction.
 func (d *Decoder) badOpcode(m *Message, dir string) {
+	if m.Op > lastV10 && !d.v11 {
+		d.fail("", fmt.Errorf("%w: unknown opcode 0x%02x", ErrProtocol, uint8(m.Op)))
+		return
+	}
 	if int(m.Op) < len(opcodeNames) {
 		d.fail("", fmt.Errorf("%w: opcode %s is not sent %s", ErrProtocol, m.Op, dir))
 		return
@@ -151,6 +167,19 @@ func (d *Decoder) uvarint(field string) uint64 {
 	}
 	d.fail(field, errVarintOverlong)
 	return 0
+}
+
+// byte reads one raw byte.
+func (d *Decoder) byte(field string) uint8 {
+	if d.err != nil {
+		return 0
+	}
+	b, err := d.br.ReadByte()
+	if err != nil {
+		d.fail(field, err)
+		return 0
+	}
+	return b
 }
 
 // boolean reads a bool byte, which must be 0 or 1.

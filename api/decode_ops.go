@@ -31,7 +31,18 @@ func (d *Decoder) clientBody(m *Message) {
 		d.readTunTransfer(m)
 	case OpTunClose:
 		m.ID = d.uvarint("tunId")
-	default: // OpDeny, extensions, unknown
+	case OpSurvey:
+		d.readClientRequest(m)
+		m.Size = d.uvarint("quorum")
+	case OpPush:
+		m.ID = d.uvarint("pushId")
+		m.Cluster = d.str("cluster")
+		m.Payload = d.blob("message")
+	case OpPull:
+		m.Size = d.uvarint("count")
+	case OpCancel:
+		m.ID = d.uvarint("reqId")
+	default: // OpDeny, daemon-only extensions, unknown
 		d.badOpcode(m, "by clients")
 	}
 }
@@ -63,7 +74,23 @@ func (d *Decoder) daemonBody(m *Message) {
 		d.readTunTransfer(m)
 	case OpTunClose:
 		d.readDaemonTunClose(m)
-	default: // OpSubscribe, OpUnsubscribe, extensions, unknown
+	case OpSurvey:
+		d.readDaemonRequest(m)
+	case OpSurveyAnswer:
+		d.readSurveyAnswer(m)
+	case OpSurveyEnd:
+		d.readSurveyEnd(m)
+	case OpPush:
+		m.Payload = d.blob("message")
+	case OpPushAck:
+		m.ID = d.uvarint("pushId")
+		m.Status = d.byte("status")
+	case OpCancel:
+		m.ID = d.uvarint("reqId")
+	case OpNoMembers:
+		m.Call = Opcode(d.byte("op"))
+		m.ID = d.uvarint("id")
+	default: // OpSubscribe, OpUnsubscribe, client-only extensions, unknown
 		d.badOpcode(m, "by the daemon")
 	}
 }
@@ -73,6 +100,64 @@ func (d *Decoder) readClientInit(m *Message) {
 	m.Magic = d.str("magic")
 	m.Version = d.str("version")
 	m.Cluster = d.str("cluster")
+	d.readOptions(m)
+}
+
+// readOptions reads the binary(options) that ends a v1.1 INIT.
+func (d *Decoder) readOptions(m *Message) {
+	if d.err != nil || !HasOptions(m.Version) {
+		return
+	}
+	n, ok := d.length("options", min(d.lim.MaxStringLen, maxOptionsLen))
+	if !ok {
+		return
+	}
+	b, err := d.readN(n)
+	if err != nil {
+		d.fail("options", err)
+		return
+	}
+	m.Payload = b
+}
+
+// SURVEY_ANSWER  varint(surveyId) string(member) string(daemon) binary(answer)
+func (d *Decoder) readSurveyAnswer(m *Message) {
+	m.ID = d.uvarint("surveyId")
+	m.Survey = &SurveyFields{}
+	m.Survey.Member = d.str("member")
+	m.Survey.Daemon = d.str("daemon")
+	m.Payload = d.blob("answer")
+}
+
+// minMissingLen is the smallest encoding of a missing member: three empty
+// strings.
+const minMissingLen = 3
+
+// SURVEY_END  varint(surveyId) varint(asked) varint(answered) varint(count)
+// count × (string(member) string(daemon) string(reason)). The list grows as
+// its entries arrive; count is only checked against what MaxMessageLen
+// bytes could hold.
+func (d *Decoder) readSurveyEnd(m *Message) {
+	m.ID = d.uvarint("surveyId")
+	f := &SurveyFields{}
+	m.Survey = f
+	f.Asked = d.uvarint("asked")
+	f.Answered = d.uvarint("answered")
+	n, ok := d.length("count", d.lim.MaxMessageLen/minMissingLen)
+	if !ok || n == 0 {
+		return
+	}
+	f.Missing = make([]Missing, 0, min(n, 64))
+	for range n {
+		var e Missing
+		e.Member = d.str("member")
+		e.Daemon = d.str("daemon")
+		e.Reason = d.str("reason")
+		if d.err != nil {
+			return
+		}
+		f.Missing = append(f.Missing, e)
+	}
 }
 
 // BROADCAST  string(cluster) binary(message)
@@ -142,10 +227,11 @@ func (d *Decoder) readTunTransfer(m *Message) {
 	m.Payload = d.blob("payload")
 }
 
-// INIT  string(magic) string(version)
+// INIT  string(magic) string(version), then binary(options) in v1.1
 func (d *Decoder) readDaemonInit(m *Message) {
 	m.Magic = d.str("magic")
 	m.Version = d.str("version")
+	d.readOptions(m)
 }
 
 // DENY  string(magic) string(reason)

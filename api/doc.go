@@ -70,9 +70,13 @@
 // finish, answers CLOSE("") and closes the socket. A bare socket close is a
 // drop to a binding, so a graceful close is always answered.
 //
-// Extensions: a client that sends a newer version in INIT may use opcodes
-// 0x0e and up, once the daemon's INIT names the version it chose. None is
-// defined yet; the Decoder rejects them.
+// Protocol v1.1 (ProtocolV11): a client that offers it in INIT, and whose
+// INIT answer names it, may use the opcodes from 0x0e: SURVEY,
+// SURVEY_ANSWER, SURVEY_END, PUSH, PUSH_ACK, PULL, CANCEL and NO_MEMBERS.
+// Both v1.1 INITs end with an options block (InitOptions, InitInfo). A
+// Decoder accepts the v1.1 opcodes only after EnableV11, so a v1.0-draft2
+// session rejects them exactly like unknown opcodes. The layouts are in
+// docs/relay-protocol.md and next to each encoder and decoder.
 //
 // # Message fields
 //
@@ -99,6 +103,22 @@
 //	0x0b  TUN_ALLOW     ID(tunId) Size(bytes)                 ID(tunId) Size(bytes)
 //	0x0c  TUN_TRANSFER  ID(tunId) Size(sizeOrCont) Payload    ID(tunId) Size(sizeOrCont) Payload
 //	0x0d  TUN_CLOSE     ID(tunId)                             ID(tunId) Fault(reason)
+//
+// v1.1 only (after EnableV11):
+//
+//	op    name          client → daemon                       daemon → client
+//	0x00  INIT (v1.1)   Magic Version Cluster Payload(options) Magic Version Payload(info)
+//	0x0e  SURVEY        ID(surveyId) Cluster Payload          ID(reqId) Payload TimeoutMs
+//	                      TimeoutMs Size(quorum)
+//	0x0f  SURVEY_ANSWER –                                     ID(surveyId) Survey.Member
+//	                                                            Survey.Daemon Payload
+//	0x10  SURVEY_END    –                                     ID(surveyId) Survey.Asked
+//	                                                            Survey.Answered Survey.Missing
+//	0x11  PUSH          ID(pushId) Cluster Payload            Payload
+//	0x12  PUSH_ACK      –                                     ID(pushId) Status
+//	0x13  PULL          Size(count)                           –
+//	0x14  CANCEL        ID(reqId)                             ID(reqId)
+//	0x15  NO_MEMBERS    –                                     Call ID
 //
 // Mind the asymmetries: REPLY and TUN_CONFIRM carry a timedOut flag only from
 // the daemon; CLOSE and TUN_CLOSE carry a reason only from the daemon; INIT

@@ -36,6 +36,14 @@ func AppendClient(dst []byte, m *Message) []byte {
 		return appendTunTransfer(dst, m)
 	case OpTunClose:
 		return binary.AppendUvarint(dst, m.ID)
+	case OpSurvey:
+		return appendClientSurvey(dst, m)
+	case OpPush:
+		return appendBytes(appendString(binary.AppendUvarint(dst, m.ID), m.Cluster), m.Payload)
+	case OpPull:
+		return binary.AppendUvarint(dst, m.Size)
+	case OpCancel:
+		return binary.AppendUvarint(dst, m.ID)
 	}
 	panic("api: AppendClient: opcode " + m.Op.String() + " is not sent by clients")
 }
@@ -50,7 +58,8 @@ func AppendDaemon(dst []byte, m *Message) []byte {
 	dst = append(dst, byte(m.Op))
 	switch m.Op {
 	case OpInit:
-		return appendString(appendString(dst, m.Magic), m.Version)
+		dst = appendString(appendString(dst, m.Magic), m.Version)
+		return appendOptions(dst, m)
 	case OpDeny:
 		return appendString(appendString(dst, m.Magic), m.Fault)
 	case OpClose:
@@ -73,6 +82,20 @@ func AppendDaemon(dst []byte, m *Message) []byte {
 		return appendTunTransfer(dst, m)
 	case OpTunClose:
 		return appendString(binary.AppendUvarint(dst, m.ID), m.Fault)
+	case OpSurvey: // a survey delivered to a member: the REQUEST layout
+		return appendDaemonRequest(dst, m)
+	case OpSurveyAnswer:
+		return appendSurveyAnswer(dst, m)
+	case OpSurveyEnd:
+		return appendSurveyEnd(dst, m)
+	case OpPush:
+		return appendBytes(dst, m.Payload)
+	case OpPushAck:
+		return append(binary.AppendUvarint(dst, m.ID), m.Status)
+	case OpCancel:
+		return binary.AppendUvarint(dst, m.ID)
+	case OpNoMembers:
+		return binary.AppendUvarint(append(dst, byte(m.Call)), m.ID)
 	}
 	panic("api: AppendDaemon: opcode " + m.Op.String() + " is not sent by the daemon")
 }
@@ -81,7 +104,58 @@ func AppendDaemon(dst []byte, m *Message) []byte {
 func appendClientInit(dst []byte, m *Message) []byte {
 	dst = appendString(dst, m.Magic)
 	dst = appendString(dst, m.Version)
-	return appendString(dst, m.Cluster)
+	dst = appendString(dst, m.Cluster)
+	return appendOptions(dst, m)
+}
+
+// appendOptions appends binary(options) to a v1.1 INIT; other versions have
+// no options block.
+func appendOptions(dst []byte, m *Message) []byte {
+	if !HasOptions(m.Version) {
+		return dst
+	}
+	return appendBytes(dst, m.Payload)
+}
+
+// HasOptions reports whether an INIT of the given version ends with an
+// options block: true for ProtocolV11.
+func HasOptions(version string) bool { return version == ProtocolV11 }
+
+// SURVEY  varint(surveyId) string(cluster) binary(question) varint(timeoutMs) varint(quorum)
+func appendClientSurvey(dst []byte, m *Message) []byte {
+	dst = appendClientRequest(dst, m)
+	return binary.AppendUvarint(dst, m.Size)
+}
+
+// SURVEY_ANSWER  varint(surveyId) string(member) string(daemon) binary(answer)
+func appendSurveyAnswer(dst []byte, m *Message) []byte {
+	var f SurveyFields
+	if m.Survey != nil {
+		f = *m.Survey
+	}
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = appendString(dst, f.Member)
+	dst = appendString(dst, f.Daemon)
+	return appendBytes(dst, m.Payload)
+}
+
+// SURVEY_END  varint(surveyId) varint(asked) varint(answered) varint(count)
+// count × (string(member) string(daemon) string(reason))
+func appendSurveyEnd(dst []byte, m *Message) []byte {
+	var f SurveyFields
+	if m.Survey != nil {
+		f = *m.Survey
+	}
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = binary.AppendUvarint(dst, f.Asked)
+	dst = binary.AppendUvarint(dst, f.Answered)
+	dst = binary.AppendUvarint(dst, uint64(len(f.Missing)))
+	for i := range f.Missing {
+		dst = appendString(dst, f.Missing[i].Member)
+		dst = appendString(dst, f.Missing[i].Daemon)
+		dst = appendString(dst, f.Missing[i].Reason)
+	}
+	return dst
 }
 
 // REQUEST  varint(reqId) string(cluster) binary(request) varint(timeoutMs)

@@ -14,6 +14,11 @@ const (
 	// ProtocolVersion is the version every Iris v1 binding speaks and the
 	// daemon answers INIT with.
 	ProtocolVersion = "v1.0-draft2"
+	// ProtocolV11 is the extended version our SDK offers: it adds the
+	// opcodes from 0x0e (survey, push/pull, cancel, no members) and an
+	// options block to both INITs (see InitOptions and InitInfo). The
+	// daemon answers INIT with the version it chose.
+	ProtocolV11 = "v1.1"
 	// DefaultPort is the TCP port the daemon listens on, on 127.0.0.1 and [::1].
 	DefaultPort = 55555
 )
@@ -59,7 +64,9 @@ type Message struct {
 	Cluster string
 	// Topic is the topic of SUBSCRIBE, UNSUBSCRIBE and PUBLISH.
 	Topic string
-	// Payload is the binary field: message, request, reply, event or chunk.
+	// Payload is the binary field: message, request, reply, event or chunk;
+	// in a v1.1 INIT, the options block that ends it (InitOptions from the
+	// client, InitInfo from the daemon; see EncodeInitOptions).
 	// The Decoder allocates a fresh slice per message; the caller keeps it.
 	Payload []byte
 	// Fault is the string carried instead of a reply (REPLY with Success
@@ -78,11 +85,63 @@ type Message struct {
 	// TimedOut marks a daemon REPLY or TUN_CONFIRM for a request or tunnel
 	// build that failed or timed out; no further fields follow it.
 	TimedOut bool
+	// Status is the outcome of a PUSH_ACK (PushAccepted, PushBusy), a v1.1
+	// message.
+	Status uint8
+	// Call is the opcode of the app's call a NO_MEMBERS fails (REQUEST,
+	// TUN_INIT, SURVEY or PUSH), a v1.1 message; ID is that call's id.
+	Call Opcode
 	// Size is sizeOrCont (TUN_TRANSFER: total message size on the first
 	// chunk, 0 on the others), chunkLimit (daemon TUN_INIT and TUN_CONFIRM),
-	// or the byte credit granted by TUN_ALLOW.
+	// the byte credit granted by TUN_ALLOW, the quorum of a client SURVEY
+	// (0 = wait for every member) or the push credit granted by PULL.
 	Size uint64
+
+	// Survey holds the fields of SURVEY_ANSWER and SURVEY_END (v1.1), nil
+	// for every other message: behind a pointer, they cost the hot-path
+	// messages 8 bytes rather than 80.
+	Survey *SurveyFields
 }
+
+// SurveyFields are the fields of the v1.1 survey results.
+type SurveyFields struct {
+	// Member and Daemon name the member (and its daemon) that sent a
+	// SURVEY_ANSWER.
+	Member string
+	Daemon string
+	// Asked and Answered are the counts of a SURVEY_END: members the
+	// survey was sent to, and members that answered it.
+	Asked    uint64
+	Answered uint64
+	// Missing lists, in a SURVEY_END, the members asked that did not
+	// answer, and why.
+	Missing []Missing
+}
+
+// Missing is a member that did not answer a survey.
+type Missing struct {
+	Member string // the member's name
+	Daemon string // the id of its daemon
+	// Reason is why: MissingLate, MissingFailed, MissingLost or
+	// MissingQuorum, possibly followed by ": " and detail.
+	Reason string
+}
+
+// Reasons of a Missing member. New reasons may be added; a client shows
+// unknown ones as they are.
+const (
+	MissingLate   = "late"   // no answer by the deadline
+	MissingFailed = "failed" // the member failed, refused or left before answering
+	MissingLost   = "lost"   // its daemon failed or the link to it broke
+	MissingQuorum = "quorum" // the survey stopped at its quorum before it answered
+)
+
+// PUSH_ACK statuses. New values may be added; a client treats unknown ones
+// as a refusal.
+const (
+	PushAccepted uint8 = 0 // a member's queue took the push
+	PushBusy     uint8 = 1 // every member's queue was full: try again later
+)
 
 // Reset zeroes m so it can be reused. It drops the reference to m.Payload
 // without touching the bytes, so a caller that kept the slice may go on

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -51,9 +52,9 @@ func saturatedLocal(ms []*member) bool {
 
 // pickRemote chooses among remote daemons like pickLocal, skipping
 // unhealthy ones unless allowUnhealthy.
-func pickRemote(ts []remoteTarget, now int64, skip *remoteNode, allowUnhealthy bool) *remoteNode {
+func pickRemote(ts []remoteTarget, now int64, skip []*remoteNode, allowUnhealthy bool) *remoteNode {
 	ok := func(t *remoteTarget) bool {
-		return t.node != skip && (allowUnhealthy || t.node.healthy(now))
+		return !slices.Contains(skip, t.node) && (allowUnhealthy || t.node.healthy(now))
 	}
 	var best *remoteTarget
 	if len(ts) > 1 {
@@ -98,9 +99,9 @@ func saturatedRemote(ts []remoteTarget, now int64) bool {
 // pick chooses where a request goes, in tiers: this host, then this zone,
 // then the rest. A tier is passed over while it is saturated and a later
 // tier has room; unhealthy daemons are used only when nothing else serves
-// the cluster. skipNode excludes a daemon that just could not place it,
-// skipMember a local member that just refused it.
-func (t *targets) pick(skipNode *remoteNode, skipMember *member) (*member, *remoteNode) {
+// the cluster. skipNodes excludes daemons that just could not place it or
+// could not be reached, skipMember a local member that just refused it.
+func (t *targets) pick(skipNodes []*remoteNode, skipMember *member) (*member, *remoteNode) {
 	now := time.Now().UnixNano()
 	local := t.local
 	if skipMember != nil && len(local) == 1 && local[0] == skipMember {
@@ -112,21 +113,21 @@ func (t *targets) pick(skipNode *remoteNode, skipMember *member) (*member, *remo
 		}
 	}
 	if len(t.near) > 0 && (!saturatedRemote(t.near, now) || saturatedRemote(t.far, now)) {
-		if r := pickRemote(t.near, now, skipNode, false); r != nil {
+		if r := pickRemote(t.near, now, skipNodes, false); r != nil {
 			return nil, r
 		}
 	}
-	if r := pickRemote(t.far, now, skipNode, false); r != nil {
+	if r := pickRemote(t.far, now, skipNodes, false); r != nil {
 		return nil, r
 	}
-	if r := pickRemote(t.near, now, skipNode, false); r != nil {
+	if r := pickRemote(t.near, now, skipNodes, false); r != nil {
 		return nil, r
 	}
 	if m := pickLocal(local, skipMember); m != nil {
 		return m, nil
 	}
-	if r := pickRemote(t.near, now, skipNode, true); r != nil {
+	if r := pickRemote(t.near, now, skipNodes, true); r != nil {
 		return nil, r
 	}
-	return nil, pickRemote(t.far, now, skipNode, true)
+	return nil, pickRemote(t.far, now, skipNodes, true)
 }

@@ -17,6 +17,16 @@
 // request exactly once: a result, a fault, or a timeout. A request whose
 // target daemon fails or whose link breaks is faulted at once.
 //
+// Protocol v1.1 adds three patterns (ext.go). A survey asks every member of
+// a cluster: each remote daemon reports the members it asked, then each
+// answer, so the origin ends the survey as soon as the last member answered
+// or failed, and names the missing ones (late, failed, or lost with their
+// daemon). A push goes to one member that has push credit (PushMember),
+// chosen at random in proportion to the members each daemon has, and is
+// acknowledged accepted or busy. A request can be cancelled (Cancel): the
+// serving daemon tells its member (Canceler). Members have names, unique
+// per cluster as far as the tables show, carried in the interest tables.
+//
 // Frames between daemons start with a type byte. Hot-path frames (request,
 // reply, broadcast, publish) use a compact binary header with uvarint
 // integers and length-prefixed names, followed by the payload bytes as they

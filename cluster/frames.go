@@ -22,6 +22,15 @@ const (
 	fTunData   frameType = 0x09 // receiver's tunnel id, sizeOrCont, chunk
 	fTunCredit frameType = 0x0a // receiver's tunnel id, bytes
 	fTunClose  frameType = 0x0b // receiver's tunnel id, reason
+
+	// 0x20 to 0x2f: the v1.1 patterns (ext.go). A daemon that predates
+	// them skips them.
+	fSurvey       frameType = 0x20 // survey id, timeoutMs, cluster, question
+	fSurveyAsked  frameType = 0x21 // survey id, count, count × member name
+	fSurveyAnswer frameType = 0x22 // survey id, status, member name, answer or fault text
+	fPush         frameType = 0x23 // push id, cluster, message
+	fPushAck      frameType = 0x24 // push id, status (pushAccepted, pushBusy)
+	fCancel       frameType = 0x25 // request id at the origin, cluster
 )
 
 // replyStatus is the status byte of a reply frame. ONLY APPEND.

@@ -20,11 +20,13 @@ type nopMember struct{}
 
 func (nopMember) HandleRequest(r *Request) bool { r.Reply(r.Payload); return true }
 func (nopMember) HandleBroadcast([]byte)        {}
+func (nopMember) HandleSurvey(r *Request) bool  { r.Reply(r.Payload); return true }
+func (nopMember) HandlePush([]byte) bool        { return true }
 
 // FuzzHandleFrame feeds arbitrary frames from a peer: the node must never
 // panic, whatever the bytes.
 func FuzzHandleFrame(f *testing.F) {
-	tbl, _ := (&table{Version: 3, Clusters: map[string]tableEntry{"echo": {2, 256}}, Topics: map[string]uint32{"t": 1}}).encode()
+	tbl, _ := (&table{Version: 3, Clusters: map[string]tableEntry{"echo": {Members: 2, Capacity: 256, Names: []string{"p/1", "p/2"}}}, Topics: map[string]uint32{"t": 1}}).encode()
 	f.Add(append([]byte{byte(fTable)}, tbl...))
 	f.Add(append(requestHead(7, 1000, "echo"), "payload"...))
 	f.Add(append(replyHead(7, repOK), "reply"...))
@@ -32,6 +34,13 @@ func FuzzHandleFrame(f *testing.F) {
 	f.Add(append(nameHead(fBroadcast, "echo"), "msg"...))
 	f.Add(append(nameHead(fPublish, "t"), "ev"...))
 	f.Add([]byte{byte(fTableReq)})
+	f.Add(append(surveyHead(3, 1000, "echo"), "who"...))
+	f.Add(append(surveyAnswerHead(3, repOK, "p/1"), "me"...))
+	f.Add([]byte{byte(fSurveyAsked), 3, 2, 3, 'p', '/', '1', 3, 'p', '/', '2'})
+	f.Add([]byte{byte(fSurveyAsked), 3, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(append(pushHead(4, "echo"), "job"...))
+	f.Add([]byte{byte(fPushAck), 4, 1})
+	f.Add([]byte{byte(fCancel), 7, 4, 'e', 'c', 'h', 'o'})
 	f.Add([]byte{byte(fRequest), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		n, err := New(nil)
@@ -55,7 +64,7 @@ func FuzzHandleFrame(f *testing.F) {
 
 // FuzzDecodeTable decodes arbitrary tables: errors are fine, panics are not.
 func FuzzDecodeTable(f *testing.F) {
-	tbl, _ := (&table{Version: 1, Clusters: map[string]tableEntry{"a": {1, 1}}}).encode()
+	tbl, _ := (&table{Version: 1, Clusters: map[string]tableEntry{"a": {Members: 1, Capacity: 1, Names: []string{"w"}}}}).encode()
 	f.Add(tbl)
 	f.Add([]byte{0x81, 0xa1, 'c', 0x81, 0xa0, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {

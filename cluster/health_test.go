@@ -62,6 +62,8 @@ type nullOverlay struct {
 	published chan uint64 // table versions published by the table pusher
 	mu        sync.Mutex
 	sent      []frameType
+	sentTo    []string
+	down      map[string]bool // Send to these fails with overlay.ErrPeerDown
 }
 
 // startQuiet starts n on a nullOverlay and waits for the table pusher's
@@ -82,10 +84,14 @@ func startQuiet(t *testing.T, n *Node) *nullOverlay {
 
 func (o *nullOverlay) ID() string   { return o.id }
 func (o *nullOverlay) Zone() string { return "" }
-func (o *nullOverlay) Send(_ string, _ overlay.Priority, head, _ []byte) error {
+func (o *nullOverlay) Send(to string, _ overlay.Priority, head, _ []byte) error {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.down[to] {
+		return overlay.ErrPeerDown
+	}
 	o.sent = append(o.sent, frameType(head[0]))
-	o.mu.Unlock()
+	o.sentTo = append(o.sentTo, to)
 	return nil
 }
 
@@ -94,7 +100,7 @@ func (o *nullOverlay) take() []frameType {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	out := o.sent
-	o.sent = nil
+	o.sent, o.sentTo = nil, nil
 	return out
 }
 
@@ -146,4 +152,48 @@ func TestResyncOnReappearance(t *testing.T) {
 	if got := ov.take(); !slices.Equal(got, resync) {
 		t.Fatalf("on a peer back from dead sent %v, want %v", got, resync)
 	}
+}
+
+// TestUnreachableDaemonsAreSkipped: every daemon serving a cluster is
+// avoided (three are down, one only quiet); a request tries past the
+// unreachable ones to the quiet one rather than failing.
+func TestUnreachableDaemonsAreSkipped(t *testing.T) {
+	n, err := New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ov := startQuiet(t, n)
+	tbl := &table{Version: 1, Instance: 7, Clusters: map[string]tableEntry{"work": {Members: 1, Capacity: 128}}}
+	b, err := tbl.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "c", "q"} {
+		n.HandlePeer(overlay.Peer{ID: id, State: overlay.StateAlive})
+		if err := n.handleTable(id, b); err != nil {
+			t.Fatal(err)
+		}
+		n.HandlePeer(overlay.Peer{ID: id, State: overlay.StateSuspect})
+	}
+	ov.mu.Lock()
+	ov.down = map[string]bool{"a": true, "b": true, "c": true}
+	ov.mu.Unlock()
+	for range 20 {
+		ov.take()
+		done := make(chan Result, 1)
+		n.Request("work", []byte("x"), time.Minute, func(r Result) { done <- r })
+		select {
+		case r := <-done:
+			t.Fatalf("the request ended at once: %+v", r)
+		default:
+		}
+		ov.mu.Lock()
+		to := slices.Clone(ov.sentTo)
+		ov.mu.Unlock()
+		if !slices.Equal(to, []string{"q"}) {
+			t.Fatalf("request sent to %v, want to the quiet daemon q", to)
+		}
+	}
+	n.failPending(func(*pending) bool { return true }, "test over")
 }

@@ -57,6 +57,7 @@ type Node struct {
 	topics   map[string][]*remoteNode   // topic → remote nodes with subscribers
 
 	tun tunnels
+	ext ext // surveys, pushes and cancels (ext.go)
 
 	pmu     sync.Mutex // protects following
 	pending map[uint64]*pending
@@ -124,6 +125,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
 		n.failTunnels("*", "iris: daemon shutting down")
+		n.extClose()
 	})
 	return nil
 }
@@ -202,7 +204,7 @@ func (n *Node) HandleFrame(from string, payload []byte) {
 	case fTunData, fTunCredit, fTunClose:
 		err = n.handleTunFrame(from, frameType(payload[0]), &rd)
 	default:
-		// From a newer daemon: skip it.
+		err = n.handleExtFrame(from, frameType(payload[0]), &rd) // skips unknown ones
 	}
 	if err != nil {
 		n.stats.badFrames.Add(1)
@@ -229,7 +231,7 @@ func (n *Node) HandleLinkDown(id string) {
 		r.markUnhealthy(n.cfg.UnhealthyFor)
 		r.requested = 0 // a table request may have been lost with the link: ask again
 		r.linkBroke = true
-		if r.state == overlay.StateAlive && !n.closed && n.started {
+		if r.reported && r.state == overlay.StateAlive && !n.closed && n.started {
 			// Already reported alive again (events coalesce): resync now,
 			// as peerAlive would have.
 			r.linkBroke = false
@@ -244,6 +246,7 @@ func (n *Node) HandleLinkDown(id string) {
 	}
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: link to the serving daemon broke")
 	n.failTunnels(id, "iris: link to the far daemon broke")
+	n.extPeerDown(id)
 }
 
 func (n *Node) remote(id string) *remoteNode {

@@ -27,6 +27,7 @@ type Member interface {
 type member struct {
 	m        Member
 	cluster  string
+	name     string // unique in the cluster as far as this daemon knows
 	capacity int64
 	inflight atomic.Int64
 }
@@ -39,27 +40,13 @@ type Registration struct {
 	m *member
 }
 
-// Register makes m a member of cluster. The member is reachable from this
-// daemon when Register returns and from the others once its table update
-// reaches them. capacity is how many requests it may have in flight before
-// it counts as saturated; 0 means the configured default.
+// Register makes m a member of cluster under a default name (see
+// RegisterNamed). The member is reachable from this daemon when Register
+// returns and from the others once its table update reaches them. capacity
+// is how many requests it may have in flight before it counts as
+// saturated; 0 means the configured default.
 func (n *Node) Register(cluster string, m Member, capacity int) (*Registration, error) {
-	if err := validName(cluster); err != nil {
-		return nil, err
-	}
-	if capacity <= 0 {
-		capacity = n.cfg.MemberCapacity
-	}
-	mem := &member{m: m, cluster: cluster, capacity: int64(capacity)}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.closed {
-		return nil, ErrClosed
-	}
-	cowAdd(n.local, cluster, mem)
-	n.rebuildLocked(cluster)
-	n.markDirtyLocked()
-	return &Registration{n: n, m: mem}, nil
+	return n.RegisterNamed(cluster, "", m, capacity)
 }
 
 // Close removes the member from its cluster: no delivery is started after
@@ -106,6 +93,7 @@ type remoteNode struct {
 	requested uint64        // table version last asked for
 	state     overlay.State // the overlay's last word on it
 	linkBroke bool          // a link to it broke since it was last alive
+	reported  bool          // the overlay has reported it (state is valid)
 	inflight  atomic.Int64
 	unhealthy atomic.Int64 // unix nanos until which the balancer avoids it
 }
@@ -243,8 +231,10 @@ func (n *Node) peerAlive(p overlay.Peer) {
 		r = &remoteNode{id: p.ID}
 		n.remotes[p.ID] = r
 	}
-	reappeared := p.State == overlay.StateAlive && (fresh || (r.state != overlay.StateAlive && r.linkBroke))
-	r.state = p.State
+	// (A node first created by a table that beat the gossip is not known
+	// to the overlay yet: its first report counts as an appearance.)
+	reappeared := p.State == overlay.StateAlive && (fresh || !r.reported || (r.state != overlay.StateAlive && r.linkBroke))
+	r.state, r.reported = p.State, true
 	if p.State == overlay.StateAlive {
 		r.linkBroke = false
 	}
@@ -288,4 +278,5 @@ func (n *Node) peerGone(id string) {
 	n.mu.Unlock()
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: serving daemon failed")
 	n.failTunnels(id, "iris: far daemon failed")
+	n.extPeerDown(id)
 }

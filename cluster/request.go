@@ -43,12 +43,13 @@ type pending struct {
 // block; it runs on a daemon goroutine, or on the caller's before Request
 // returns when the request fails at once (node closed, every member
 // refusing), so the caller must not hold a lock cb takes. With no member
-// anywhere the request times out at its deadline, as in Iris v1.
-func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb func(Result)) {
+// anywhere the request times out at its deadline, as in Iris v1. It
+// returns the request's id, for Cancel (0 if it failed at once).
+func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb func(Result)) uint64 {
 	n.stats.requests.Add(1)
 	if _, ok := n.ready(); !ok {
 		cb(Result{Status: StatusFault, Fault: "iris: daemon shutting down"})
-		return
+		return 0
 	}
 	timeout = min(max(timeout, time.Millisecond), n.cfg.MaxRequestTimeout)
 	p := &pending{
@@ -63,6 +64,7 @@ func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb
 	p.timer = time.AfterFunc(timeout, func() { n.complete(id, Result{Status: StatusTimeout}) })
 	n.pmu.Unlock()
 	n.dispatch(id, p, nil)
+	return id
 }
 
 // dispatch places a pending request on a target, trying another when one
@@ -81,9 +83,15 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 		t = &targets{near: t.near, far: t.far}
 	}
 	var refused *member
+	var skips []*remoteNode
+	if skip != nil {
+		skips = append(skips, skip)
+	}
 	unreachable := false // a daemon picked could not be reached
-	for range 3 {
-		m, r := t.pick(skip, refused)
+	// Three tries, not counting daemons found unreachable: each of those is
+	// skipped from then on, so the loop ends.
+	for tries := 0; tries < 3; {
+		m, r := t.pick(skips, refused)
 		switch {
 		case m != nil:
 			req := &Request{Cluster: p.cluster, Payload: p.payload, TimeoutMs: p.timeoutMs,
@@ -95,6 +103,7 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 			}
 			m.inflight.Add(-1)
 			refused = m
+			tries++
 		case r != nil:
 			n.pmu.Lock()
 			live := n.pending[id] == p
@@ -120,8 +129,12 @@ func (n *Node) dispatch(id uint64, p *pending, skip *remoteNode) {
 				r.inflight.Add(-1)
 			}
 			n.pmu.Unlock()
-			unreachable = unreachable || errors.Is(err, overlay.ErrPeerDown)
-			skip = r
+			skips = append(skips, r)
+			if errors.Is(err, overlay.ErrPeerDown) {
+				unreachable = true
+			} else {
+				tries++
+			}
 		case refused != nil:
 			// Every member that could take it refused: say so now rather
 			// than at the deadline.
@@ -239,6 +252,9 @@ type Request struct {
 	origin string // requesting daemon; "" for this one
 	id     uint64 // the request's id at its origin
 	done   atomic.Bool
+	// onDone, if set, receives the answer instead of the requester: a
+	// survey question's answer goes to its survey.
+	onDone func(st replyStatus, body []byte)
 }
 
 // Reply answers the request with payload.
@@ -261,6 +277,10 @@ func (r *Request) finish(st replyStatus, body []byte) {
 		return
 	}
 	r.mem.inflight.Add(-1)
+	if r.onDone != nil {
+		r.onDone(st, body)
+		return
+	}
 	if r.origin != "" {
 		if ov, ok := r.n.ready(); ok {
 			_ = ov.Send(r.origin, overlay.Bulk, replyHead(r.id, st), body)

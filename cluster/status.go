@@ -10,6 +10,9 @@ type ClusterStatus struct {
 	Name         string         `json:"name"`
 	LocalMembers int            `json:"local_members"`
 	Remote       map[string]int `json:"remote"` // daemon id → members there
+	// Members names every member known here, by daemon then name
+	// (members of daemons that predate v1.1 have no names).
+	Members []MemberInfo `json:"members,omitempty"`
 }
 
 // TopicStatus describes one topic as this daemon sees it.
@@ -54,7 +57,9 @@ func (n *Node) Clusters() []ClusterStatus {
 	}
 	out := make([]ClusterStatus, 0, len(byName))
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
-		out = append(out, *byName[name])
+		c := *byName[name]
+		c.Members = n.membersLocked(name)
+		out = append(out, c)
 	}
 	return out
 }

@@ -21,8 +21,9 @@ type table struct {
 }
 
 type tableEntry struct {
-	Members  uint32 `codec:"m"`
-	Capacity uint32 `codec:"p"` // sum of the members' capacities
+	Members  uint32   `codec:"m"`
+	Capacity uint32   `codec:"p"`           // sum of the members' capacities
+	Names    []string `codec:"n,omitempty"` // the members' names (daemons before v1.1 send none)
 }
 
 var msgpackHandle = &codec.MsgpackHandle{}
@@ -62,7 +63,7 @@ func (n *Node) localTableLocked() *table {
 		for _, m := range ms {
 			capSum += m.capacity
 		}
-		t.Clusters[name] = tableEntry{Members: uint32(len(ms)), Capacity: uint32(min(capSum, 1<<31))}
+		t.Clusters[name] = tableEntry{Members: uint32(len(ms)), Capacity: uint32(min(capSum, 1<<31)), Names: memberNames(ms)}
 	}
 	for topic, ss := range n.subs {
 		t.Topics[topic] = uint32(len(ss))

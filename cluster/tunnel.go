@@ -193,6 +193,11 @@ func (t *Tunnel) flushOut() {
 				congested = true
 				break
 			}
+			if len(t.outQ) == 0 {
+				// Closed or aborted while the lock was released: the
+				// queue was discarded, and the chunk sent is the last.
+				break
+			}
 			t.outQ[0] = tchunk{}
 			t.outQ = t.outQ[1:]
 			t.remoteCredit -= uint64(len(c.b))

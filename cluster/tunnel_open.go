@@ -107,7 +107,7 @@ func (n *Node) dispatchOpen(op *tunOpen) {
 	var m *member
 	var r *remoteNode
 	if tg != nil {
-		m, r = tg.pick(skip, skipMem)
+		m, r = tg.pick([]*remoteNode{skip}, skipMem)
 	}
 	switch {
 	case m == nil && r == nil && tries > 0:

@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +30,7 @@ const maxKeyFileSize = 1024
 var ErrBadKey = errors.New("crypto: bad network key")
 
 // Key is a network key: the one secret shared by every daemon of a network.
-// All other secrets (Noise PSK, gossip key, label) are derived from it
+// All other secrets (Noise PSK, gossip key) are derived from it
 // together with the network name.
 //
 // Key.String returns the secret itself, so never format a Key (or a struct
@@ -138,7 +137,6 @@ func WriteKeyFile(path string, k Key) error {
 const (
 	infoPSK    = "iris noise psk\x00"
 	infoGossip = "iris memberlist\x00"
-	infoLabel  = "iris label\x00"
 )
 
 // derive returns HKDF-SHA256(secret=k, salt=nil, info=info+network) of n bytes.
@@ -162,12 +160,4 @@ func DerivePSK(k Key, network string) [32]byte {
 // The result is a fresh slice the caller may keep.
 func DeriveGossipKey(k Key, network string) []byte {
 	return derive(k, infoGossip, network, 32)
-}
-
-// DeriveLabel returns the memberlist label for network: "iris-" followed by
-// 16 lowercase hex characters of HKDF-SHA256(secret=k, salt=nil,
-// info="iris label\x00"+network). It separates networks on the gossip port
-// without revealing the network name.
-func DeriveLabel(k Key, network string) string {
-	return "iris-" + hex.EncodeToString(derive(k, infoLabel, network, 8))
 }

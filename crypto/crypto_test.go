@@ -155,19 +155,17 @@ func TestReadKeyFile(t *testing.T) {
 // Known answers, computed independently (Python hmac/hashlib, RFC 5869) for
 // the key 00..1f, salt nil.
 var deriveVectors = []struct {
-	network, psk, gossip, label string
+	network, psk, gossip string
 }{
 	{
 		network: "prod",
 		psk:     "950676ee9b139075c3eec24bc82ac0bcf47c2c5f7d120aa12d559c8a0d280469",
 		gossip:  "9a651a68b227cb9bf4039beebb699b9150dc78fae22808041458ccb61063a048",
-		label:   "iris-8ba8475058341283",
 	},
 	{
 		network: "",
 		psk:     "4ba8744bebcc9d71b4281ba578d3e5b3af578e0d718c7d95c6c68d45dbb1431d",
 		gossip:  "d76b2a5227406b6b772063a65459ccf61fe185aef8859a0bc6cd6a0ed7c1a70c",
-		label:   "iris-47b4afded78dd960",
 	},
 }
 
@@ -180,9 +178,6 @@ func TestDeriveKnownAnswers(t *testing.T) {
 		}
 		if got := hex.EncodeToString(DeriveGossipKey(k, v.network)); got != v.gossip {
 			t.Errorf("DeriveGossipKey(%q) = %s, want %s", v.network, got, v.gossip)
-		}
-		if got := DeriveLabel(k, v.network); got != v.label {
-			t.Errorf("DeriveLabel(%q) = %s, want %s", v.network, got, v.label)
 		}
 	}
 }
@@ -209,10 +204,6 @@ func TestDeriveMatchesXCrypto(t *testing.T) {
 			if got, want := DeriveGossipKey(k, network), xDerive(t, k, "iris memberlist\x00"+network, 32); !bytes.Equal(got, want) {
 				t.Errorf("DeriveGossipKey(%x, %q) = %x, want %x", k, network, got, want)
 			}
-			want := "iris-" + hex.EncodeToString(xDerive(t, k, "iris label\x00"+network, 8))
-			if got := DeriveLabel(k, network); got != want {
-				t.Errorf("DeriveLabel(%x, %q) = %s, want %s", k, network, got, want)
-			}
 		}
 	}
 }
@@ -238,13 +229,6 @@ func TestDeriveSeparation(t *testing.T) {
 			t.Errorf("%s and %s derive the same key", prev, name)
 		}
 		byValue[v] = name
-	}
-	label := DeriveLabel(k, "secret-network")
-	if len(label) != len("iris-")+16 || strings.Contains(label, "secret") || label != strings.ToLower(label) {
-		t.Errorf("DeriveLabel = %q", label)
-	}
-	if DeriveLabel(k, "a") == DeriveLabel(k, "b") || DeriveLabel(k, "a") == DeriveLabel(other, "a") {
-		t.Error("labels collide")
 	}
 	g := DeriveGossipKey(k, "prod")
 	g[0] ^= 0xff

@@ -64,9 +64,7 @@ func ExampleDerivePSK() {
 	psk := crypto.DerivePSK(key, "prod")
 	fmt.Println("psk bytes:", len(psk))
 	fmt.Println("gossip key bytes:", len(crypto.DeriveGossipKey(key, "prod")))
-	fmt.Println("label:", crypto.DeriveLabel(key, "prod"))
 	// Output:
 	// psk bytes: 32
 	// gossip key bytes: 32
-	// label: iris-8ba8475058341283
 }

@@ -65,7 +65,69 @@ var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.
 // that failed. Handshake sets no deadlines: the caller bounds it, for example
 // with net.Conn.SetDeadline, and closes rw on failure.
 func Handshake(rw io.ReadWriter, initiator bool, network string, key Key) (*Session, error) {
+	if !initiator {
+		sess, _, err := Accept(rw, network, []Key{key})
+		return sess, err
+	}
+	hs, err := newHandshakeState(true, network, key)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := writeHandshakeMessage(rw, hs, 1); err != nil {
+		return nil, err
+	}
+	// The initiator's first CipherState encrypts towards the responder.
+	send, recv, err := readHandshakeMessage(rw, hs, 2)
+	if err != nil {
+		return nil, err
+	}
+	return newSession(send, recv), nil
+}
+
+// Accept runs the responder's side of Handshake for a daemon that accepts
+// several network keys (during a key rotation): it reads the first message
+// once and tries each key in order, answering with the first that
+// authenticates it. It returns the session and the index in keys of the key
+// the peer used. keys must hold 1 to MaxKeys keys.
+//
+// A wrong key fails at the first message's authentication tag, before any
+// Diffie-Hellman, so each extra key costs one HKDF and one AES-GCM open.
+// Errors are those of Handshake; a peer whose key is none of keys gets the
+// same error as with a single wrong key.
+func Accept(rw io.ReadWriter, network string, keys []Key) (*Session, int, error) {
+	if len(keys) == 0 || len(keys) > MaxKeys {
+		return nil, -1, fmt.Errorf("%w: %d keys to accept, want 1 to %d", ErrHandshake, len(keys), MaxKeys)
+	}
+	msg, err := readHandshakeFrame(rw, 1)
+	if err != nil {
+		return nil, -1, err
+	}
+	var lastErr error
+	for i, k := range keys {
+		hs, err := newHandshakeState(false, network, k)
+		if err != nil {
+			return nil, -1, err
+		}
+		// The payload is empty in version 1; anything a peer with the right
+		// key puts there is ignored.
+		if _, _, _, err := hs.ReadMessage(nil, msg); err != nil {
+			lastErr = err
+			continue
+		}
+		recv, send, err := writeHandshakeMessage(rw, hs, 2)
+		if err != nil {
+			return nil, -1, err
+		}
+		return newSession(send, recv), i, nil
+	}
+	return nil, -1, fmt.Errorf("%w: process message 1 (wrong network key or name?): %w", ErrHandshake, lastErr)
+}
+
+// newHandshakeState returns the Noise state of one side of the handshake
+// with the PSK of key and network.
+func newHandshakeState(initiator bool, network string, key Key) (*noise.HandshakeState, error) {
 	psk := DerivePSK(key, network)
+	defer clear(psk[:])
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:           cipherSuite,
 		Pattern:               noise.HandshakeNN,
@@ -74,29 +136,10 @@ func Handshake(rw io.ReadWriter, initiator bool, network string, key Key) (*Sess
 		PresharedKey:          psk[:],
 		PresharedKeyPlacement: 0,
 	})
-	clear(psk[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: init: %w", ErrHandshake, err)
 	}
-	if initiator {
-		if _, _, err := writeHandshakeMessage(rw, hs, 1); err != nil {
-			return nil, err
-		}
-		// The initiator's first CipherState encrypts towards the responder.
-		send, recv, err := readHandshakeMessage(rw, hs, 2)
-		if err != nil {
-			return nil, err
-		}
-		return newSession(send, recv), nil
-	}
-	if _, _, err := readHandshakeMessage(rw, hs, 1); err != nil {
-		return nil, err
-	}
-	recv, send, err := writeHandshakeMessage(rw, hs, 2)
-	if err != nil {
-		return nil, err
-	}
-	return newSession(send, recv), nil
+	return hs, nil
 }
 
 // writeHandshakeMessage writes message number step (1 or 2) with an empty
@@ -115,17 +158,16 @@ func writeHandshakeMessage(w io.Writer, hs *noise.HandshakeState, step int) (c1,
 	return c1, c2, nil
 }
 
-// readHandshakeMessage reads and processes message number step (1 or 2).
-// The length is checked before the body is read. After the last message it
-// returns the two CipherStates in Noise order.
-func readHandshakeMessage(r io.Reader, hs *noise.HandshakeState, step int) (c1, c2 *noise.CipherState, err error) {
+// readHandshakeFrame reads the body of handshake message number step (1
+// or 2). The length is checked before the body is read.
+func readHandshakeFrame(r io.Reader, step int) ([]byte, error) {
 	var hdr [handshakeHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, nil, fmt.Errorf("%w: read message %d length: %w", ErrHandshake, step, err)
+		return nil, fmt.Errorf("%w: read message %d length: %w", ErrHandshake, step, err)
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	if n == 0 || n > maxHandshakeMessage {
-		return nil, nil, fmt.Errorf("%w: read message %d: length %d not in 1..%d",
+		return nil, fmt.Errorf("%w: read message %d: length %d not in 1..%d",
 			ErrHandshake, step, n, maxHandshakeMessage)
 	}
 	msg := make([]byte, n)
@@ -133,7 +175,17 @@ func readHandshakeMessage(r io.Reader, hs *noise.HandshakeState, step int) (c1, 
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, nil, fmt.Errorf("%w: read message %d body: %w", ErrHandshake, step, err)
+		return nil, fmt.Errorf("%w: read message %d body: %w", ErrHandshake, step, err)
+	}
+	return msg, nil
+}
+
+// readHandshakeMessage reads and processes message number step (1 or 2).
+// After the last message it returns the two CipherStates in Noise order.
+func readHandshakeMessage(r io.Reader, hs *noise.HandshakeState, step int) (c1, c2 *noise.CipherState, err error) {
+	msg, err := readHandshakeFrame(r, step)
+	if err != nil {
+		return nil, nil, err
 	}
 	// The payload is empty in version 1; anything a peer with the right key
 	// puts there is ignored.

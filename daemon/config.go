@@ -52,6 +52,12 @@ type Config struct {
 	// never log it (Key.String returns the secret).
 	Key crypto.Key
 
+	// SecondaryKeys are older or newer network keys this daemon still
+	// accepts from peers but never dials with, for a key rotation without
+	// an outage (see Daemon.SetKeys and docs/operations.md). At most
+	// crypto.MaxKeys-1. Default none.
+	SecondaryKeys []crypto.Key
+
 	// NodeID names this daemon in the network and must be unique there.
 	// Default: the host name plus a random suffix, so a restarted daemon is a
 	// new node.
@@ -114,10 +120,18 @@ type Config struct {
 	Relay *relay.Config
 
 	// StatusAddr is the host:port of the HTTP status server (GET /status,
-	// GET /metrics). Port 0 picks a free port; see Daemon.StatusAddr. The
+	// /metrics, /healthz, /readyz, and the dashboard at / with its data at
+	// /api/dashboard). Port 0 picks a free port; see Daemon.StatusAddr. The
 	// endpoints are unauthenticated and reveal the network name and peers,
 	// so bind a loopback or management address. Default "" (no server).
 	StatusAddr string
+
+	// Pprof also serves net/http/pprof under /debug/pprof/ on the status
+	// server (which then allows responses of up to a minute, for CPU
+	// profiles and traces). Profiles reveal internals and cost CPU while
+	// taken: enable it on a loopback or management address only. Default
+	// false.
+	Pprof bool
 
 	// Gossip tunes failure detection. Default overlay.LANGossip(); tests on
 	// loopback use overlay.LocalGossip() for sub-second detection.
@@ -202,6 +216,7 @@ func (c *Config) overlayConfig(del overlay.Delegate) *overlay.Config {
 	oc := overlay.DefaultConfig()
 	oc.Network = c.Network
 	oc.Key = c.Key
+	oc.SecondaryKeys = c.SecondaryKeys
 	oc.NodeID = c.NodeID
 	oc.ListenAddr = c.Listen
 	oc.AdvertiseAddr = c.Advertise

@@ -2,7 +2,8 @@
 // that joins it to the other daemons of its network, the cluster layer that
 // routes requests, broadcasts, events and tunnels by cluster name and topic,
 // the relay that local apps connect to, the background join to the seed
-// daemons, and the HTTP status server (JSON status and Prometheus metrics).
+// daemons, and the HTTP status server (JSON status, Prometheus metrics,
+// health and readiness probes, the live dashboard, and optionally pprof).
 //
 // cmd/irisd is a thin shell around this package: it turns flags and
 // environment variables into a Config, calls New, and calls Shutdown on
@@ -37,6 +38,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/overlay"
 	"github.com/iris-mesh/iris/relay"
 )
@@ -52,6 +54,7 @@ type Daemon struct {
 
 	status   *http.Server // nil without StatusAddr
 	statusLn net.Listener
+	rates    *rateRing // the dashboard's rate history; nil without StatusAddr
 
 	// lifeMu serializes overlay.Leave and overlay.Close: memberlist panics
 	// on a leave after its shutdown.
@@ -65,7 +68,7 @@ type Daemon struct {
 	stopOnce  sync.Once
 	leaveOnce sync.Once
 	closeOnce sync.Once
-	wg        sync.WaitGroup // the joiner and the status server
+	wg        sync.WaitGroup // the joiner, the status server and the rate sampler
 }
 
 // New starts a daemon: it binds the overlay and status addresses, starts
@@ -77,6 +80,7 @@ func New(cfg *Config) (*Daemon, error) {
 	}
 	c := *cfg
 	c.Join = append([]string(nil), cfg.Join...)
+	c.SecondaryKeys = append([]crypto.Key(nil), cfg.SecondaryKeys...)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -176,7 +180,14 @@ func (d *Daemon) startStatus() error {
 		IdleTimeout:       time.Minute,
 		ErrorLog:          log.New(httpErrorLog{d.log}, "", 0),
 	}
+	if d.cfg.Pprof {
+		// pprof refuses a profile or trace longer than WriteTimeout; allow
+		// its 30 s default and traces of up to a minute.
+		d.status.WriteTimeout = 65 * time.Second
+	}
 	d.log.Info().Str("addr", ln.Addr().String()).Msg("status server listening")
+	d.rates = newRateRing(rateSamples)
+	d.wg.Go(d.sampleRates)
 	d.wg.Go(func() {
 		if err := d.status.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error().Err(err).Msg("status server stopped")
@@ -227,6 +238,18 @@ func (d *Daemon) StatusAddr() string {
 		return ""
 	}
 	return d.statusLn.Addr().String()
+}
+
+// SetKeys replaces the daemon's network keys while it runs, for a key
+// rotation without restart: it dials with primary from now on and accepts
+// primary and every one of secondary from peers. Links already up are
+// kept. A list that Config.Validate would refuse changes nothing. It never
+// logs the keys.
+func (d *Daemon) SetKeys(primary crypto.Key, secondary []crypto.Key) error {
+	if err := d.ov.SetKeys(primary, secondary); err != nil {
+		return fmt.Errorf("daemon: set keys: %w", err)
+	}
+	return nil
 }
 
 // Shutdown first drains the daemon (see Config.DrainTimeout): peers stop

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -303,6 +304,7 @@ func TestMetrics(t *testing.T) {
 		"iris_overlay_links 1",
 		"iris_daemon_join_failures_total 0",
 		`iris_daemon_info{node="a",zone=""} 1`,
+		`iris_build_info{goversion="` + runtime.Version() + `",revision="`,
 		"# TYPE iris_overlay_handshakes_refused_total counter",
 		"go_goroutines ",
 	} {
@@ -453,7 +455,7 @@ func TestStatusJSONShape(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if got := strings.Join(keys, ","); got != "apps,clusters,listen,network,node,peers,relay,services,topics,tunnels,zone" {
+	if got := strings.Join(keys, ","); got != "apps,clusters,listen,network,node,patterns,peers,relay,services,topics,tunnels,version,zone" {
 		t.Fatalf("status keys = %s", got)
 	}
 	peer := m["peers"].([]any)[0].(map[string]any)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/internal/buildinfo"
 	"github.com/iris-mesh/iris/overlay"
 	"github.com/iris-mesh/iris/relay"
 )
@@ -17,6 +18,7 @@ import (
 type Status struct {
 	Node    string       `json:"node"`    // this daemon's node id
 	Network string       `json:"network"` // network name
+	Version string       `json:"version"` // irisd's module version, with its VCS revision if known
 	Listen  string       `json:"listen"`  // overlay address peers reach it at
 	Zone    string       `json:"zone"`    // locality label, "" if none
 	Relay   string       `json:"relay"`   // where local apps connect, "" if disabled
@@ -33,6 +35,8 @@ type Status struct {
 	// Apps counts the connected apps (services included) and services.
 	Apps     int `json:"apps"`
 	Services int `json:"services"`
+	// Patterns counts surveys, pushes and cancels (protocol v1.1).
+	Patterns PatternStatus `json:"patterns"`
 }
 
 // PeerStatus is one entry of Status.Peers.
@@ -49,6 +53,7 @@ func (d *Daemon) Status() Status {
 	st := Status{
 		Node:    d.ov.ID(),
 		Network: d.cfg.Network,
+		Version: buildinfo.Read().String(),
 		Listen:  d.addr,
 		Zone:    d.ov.Zone(),
 		Relay:   d.RelayAddr(),
@@ -57,6 +62,7 @@ func (d *Daemon) Status() Status {
 		Clusters: d.node.Clusters(),
 		Topics:   d.node.Topics(),
 		Tunnels:  d.node.TunnelCount(),
+		Patterns: d.patternStatus(),
 	}
 	if d.rel != nil {
 		rs := d.rel.Stats()
@@ -68,9 +74,16 @@ func (d *Daemon) Status() Status {
 	return st
 }
 
-// statusHandler serves GET /status and GET /metrics.
+// statusHandler serves GET /status, /metrics, /healthz, /readyz, the
+// dashboard, and /debug/pprof/ when Config.Pprof is set.
 func (d *Daemon) statusHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", handleHealthz)
+	mux.HandleFunc("GET /readyz", d.handleReadyz)
+	if d.cfg.Pprof {
+		registerPprof(mux)
+	}
+	d.registerDashboard(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -88,6 +101,7 @@ func (d *Daemon) statusHandler(reg *prometheus.Registry) http.Handler {
 func registerMetrics(reg *prometheus.Registry, d *Daemon) error {
 	for _, c := range []prometheus.Collector{
 		newCollector(d),
+		buildInfoGauge(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -118,6 +132,8 @@ type collector struct {
 	info      *prometheus.Desc
 	layers    []layerMetric
 	joinFails *prometheus.Desc
+	keys      *prometheus.Desc
+	secondary *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -141,9 +157,13 @@ func newCollector(d *Daemon) *collector {
 		peers: prometheus.NewDesc("iris_overlay_peers", "Other daemons known, by membership state.", []string{"state"}, nil),
 		info: prometheus.NewDesc("iris_daemon_info", "Always 1; labels identify the daemon.",
 			[]string{"node", "zone"}, nil),
-		layers: layerMetrics(),
+		layers: append(layerMetrics(), v11Metrics()...),
 		joinFails: prometheus.NewDesc("iris_daemon_join_failures_total",
 			"Attempts to join the seeds that left no other daemon known.", nil, nil),
+		keys: prometheus.NewDesc("iris_overlay_network_keys",
+			"Network keys accepted now, the primary included (more than 1 during a key rotation).", nil, nil),
+		secondary: prometheus.NewDesc("iris_overlay_handshakes_secondary_key_total",
+			"Inbound connections authenticated with a secondary network key rather than the primary.", nil, nil),
 	}
 }
 
@@ -156,6 +176,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.peers
 	ch <- c.info
 	ch <- c.joinFails
+	ch <- c.keys
+	ch <- c.secondary
 	for _, m := range c.layers {
 		ch <- m.desc
 	}
@@ -178,9 +200,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, ov.ID(), ov.Zone())
 	ch <- prometheus.MustNewConstMetric(c.joinFails, prometheus.CounterValue, float64(c.d.joinFailures.Load()))
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(ov.KeyCount()))
+	ch <- prometheus.MustNewConstMetric(c.secondary, prometheus.CounterValue, float64(ov.SecondaryKeyHandshakes()))
 	var snap layerStats
 	snap.cluster = c.d.node.Stats()
 	snap.tunnels = c.d.node.TunnelCount()
+	snap.ext = c.d.node.ExtStats()
 	if c.d.rel != nil {
 		snap.relay = c.d.rel.Stats()
 	}
@@ -194,6 +219,7 @@ type layerStats struct {
 	cluster cluster.Stats
 	relay   relay.Stats
 	tunnels int
+	ext     cluster.ExtStats
 }
 
 // layerMetric is one metric read from a layerStats.

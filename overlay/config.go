@@ -28,6 +28,12 @@ type Config struct {
 	// authenticated and encrypted with keys derived from it.
 	Key crypto.Key
 
+	// SecondaryKeys are further network keys accepted from peers (inbound
+	// links and gossip) but never used to dial or to encrypt gossip: for a
+	// key rotation without an outage (see Overlay.SetKeys). At most
+	// crypto.MaxKeys-1, distinct from Key and each other. Default none.
+	SecondaryKeys []crypto.Key
+
 	// NodeID names this daemon in the network; it must be unique. Default:
 	// the host name plus a random suffix, so a restarted daemon is a new node.
 	NodeID string
@@ -183,6 +189,8 @@ func (c *Config) Validate() error {
 		return errors.New("overlay: config: network name longer than 255 bytes")
 	case c.Key == crypto.Key{}:
 		return errors.New("overlay: config: network key is all zero")
+	case checkKeys(c.Key, c.SecondaryKeys) != nil:
+		return fmt.Errorf("overlay: config: %w", checkKeys(c.Key, c.SecondaryKeys))
 	case c.Delegate == nil:
 		return errors.New("overlay: config: Delegate is nil")
 	case len(c.Zone) > 64:

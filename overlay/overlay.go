@@ -44,6 +44,7 @@ type Overlay struct {
 	ml     *memberlist.Memberlist
 	events *eventQueue
 	stats  counters
+	keys   keyState
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
@@ -87,6 +88,7 @@ func New(cfg *Config) (*Overlay, error) {
 		return nil, errors.New("overlay: nil config")
 	}
 	c := *cfg
+	c.SecondaryKeys = append([]crypto.Key(nil), cfg.SecondaryKeys...)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -104,6 +106,9 @@ func New(cfg *Config) (*Overlay, error) {
 		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
 	}
 	o.events = newEventQueue(o)
+	if err := o.initKeys(); err != nil {
+		return nil, err
+	}
 	tcp, udp, err := listen(c.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: listen %s: %w", c.ListenAddr, err)
@@ -139,8 +144,8 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.Transport = o.tr
 	c.Delegate = (*mlDelegate)(o)
 	c.Events = (*mlEvents)(o)
-	c.SecretKey = crypto.DeriveGossipKey(o.cfg.Key, o.cfg.Network)
-	c.Label = crypto.DeriveLabel(o.cfg.Key, o.cfg.Network)
+	c.Keyring = o.keys.keyring
+	c.Label = crypto.GossipLabel
 	c.Logger = log.New(logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}, "", 0)
 	g := o.cfg.Gossip
 	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult

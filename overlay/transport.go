@@ -159,7 +159,7 @@ func (t *transport) dialSecure(addr string, timeout time.Duration) (net.Conn, *c
 		return nil, nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	sess, err := crypto.Handshake(conn, true, t.o.cfg.Network, t.o.cfg.Key)
+	sess, err := crypto.Handshake(conn, true, t.o.cfg.Network, t.o.dialKey())
 	if err != nil {
 		conn.Close()
 		if errors.Is(err, crypto.ErrHandshake) {
@@ -251,7 +251,7 @@ func (t *transport) acceptLoop() {
 // its first record. It returns once the connection is handed off or closed.
 func (t *transport) serveInbound(conn *net.TCPConn) {
 	_ = conn.SetDeadline(time.Now().Add(t.o.cfg.HandshakeTimeout))
-	sess, err := crypto.Handshake(conn, false, t.o.cfg.Network, t.o.cfg.Key)
+	sess, err := t.o.acceptHandshake(conn)
 	if err != nil {
 		t.refusedAuth.Add(1)
 		if t.authLogLimiter.allow(time.Now()) {

@@ -89,6 +89,16 @@ type Config struct {
 	// soon as they are accepted (and counted). Default 16384. Each costs two
 	// goroutines and its buffers, some tens of KiB when idle.
 	MaxConns int
+
+	// PushWindow (0 means the default) bounds, per v1.1 connection, the pushes awaiting their
+	// PUSH_ACK; the daemon announces it in its INIT answer and more break
+	// the protocol. Default 1024. Each holds its message until a member's
+	// queue takes it.
+	PushWindow int
+
+	// MaxPushCredit (0 means the default) caps the push credit a v1.1 member may grant with PULL:
+	// the pushes queued for it at once. Default 4096.
+	MaxPushCredit int
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -108,6 +118,8 @@ func DefaultConfig() *Config {
 		TunnelQueueBytes:     16 << 20,
 		MaxTunnels:           65536,
 		MaxConns:             16384,
+		PushWindow:           1024,
+		MaxPushCredit:        4096,
 	}
 }
 
@@ -141,6 +153,8 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MaxTunnels must be positive")
 	case c.MaxConns < 1:
 		return errors.New("relay: config: MaxConns must be positive")
+	case c.PushWindow < 0 || c.MaxPushCredit < 0:
+		return errors.New("relay: config: PushWindow and MaxPushCredit must not be negative")
 	}
 	return nil
 }

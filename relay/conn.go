@@ -64,6 +64,8 @@ type conn struct {
 	inflight      map[uint64]struct{}  // ids of the app's requests not answered yet
 	delivered     map[uint64]*delivery // requests delivered to the app, awaiting its REPLY
 	lastDelivered uint64               // the last delivered request id issued
+
+	x v11state // protocol v1.1 (v11.go)
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
@@ -164,11 +166,18 @@ func (c *conn) handshake() error {
 		return fmt.Errorf("relay: handshake: %w: %s before INIT", api.ErrProtocol, m.Op)
 	case m.Magic != api.ClientMagic:
 		return fmt.Errorf("relay: handshake: %w: bad magic %.32q", api.ErrProtocol, m.Magic)
-	case m.Version != api.ProtocolVersion:
+	case m.Version != api.ProtocolVersion && m.Version != api.ProtocolV11:
 		return c.deny(api.DenyVersionReason(m.Version))
 	}
+	name := ""
+	if m.Version == api.ProtocolV11 {
+		var err error
+		if name, err = c.handshakeV11(&m); err != nil {
+			return err
+		}
+	}
 	if m.Cluster != "" {
-		if err := c.register(m.Cluster); err != nil {
+		if err := c.register(m.Cluster, name); err != nil {
 			return err
 		}
 	}
@@ -181,7 +190,7 @@ func (c *conn) handshake() error {
 	if closing {
 		return fmt.Errorf("relay: handshake: %w", ErrClosed)
 	}
-	accept := api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolVersion}
+	accept := c.initAnswer(m.Version)
 	if err := c.writeNow(&accept); err != nil {
 		return fmt.Errorf("relay: handshake: write INIT: %w", err)
 	}
@@ -192,15 +201,12 @@ func (c *conn) handshake() error {
 
 // register makes the connection a member of cluster before the INIT answer
 // is written, so a request sent right after it can reach the service.
-func (c *conn) register(name string) error {
-	reg, err := c.srv.node.Register(name, c, c.srv.cfg.MemberCapacity)
+func (c *conn) register(name, member string) error {
+	reg, err := c.srv.node.RegisterNamed(name, member, c, c.srv.cfg.MemberCapacity)
 	if err != nil {
-		reason := "iris: bad cluster name"
-		if errors.Is(err, cluster.ErrClosed) {
-			reason = "iris: " + reasonShutdown
-		}
-		return c.deny(reason)
+		return c.deny(registerDenyReason(err))
 	}
+	c.x.name = reg.Name()
 	c.mu.Lock()
 	if c.closing.Load() { // closed meanwhile; leave has run without it
 		c.mu.Unlock()
@@ -269,7 +275,12 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpPublish:
 		c.srv.node.Publish(m.Topic, m.Payload)
 	case api.OpTunInit, api.OpTunConfirm, api.OpTunAllow, api.OpTunTransfer, api.OpTunClose:
+		if m.Op == api.OpTunInit && c.noMembers(api.OpTunInit, m.ID, m.Cluster) {
+			return nil
+		}
 		return c.tun.handle(m)
+	case api.OpSurvey, api.OpPush, api.OpPull, api.OpCancel: // v1.1 sessions only (the Decoder)
+		return c.dispatchV11(m)
 	default: // INIT again; the Decoder rejects the rest
 		return fmt.Errorf("relay: %w: %s after the handshake", api.ErrProtocol, m.Op)
 	}
@@ -389,6 +400,7 @@ func (c *conn) leave() {
 			d.req.Fail(faultServiceClosed)
 		}
 		c.tun.close()
+		c.leaveV11()
 	})
 }
 

@@ -25,6 +25,15 @@
 // services, numbered 1, 2, 3... per connection, BROADCAST(msg) to services,
 // and PUBLISH(topic, event) for the app's subscriptions.
 //
+// A client that offers v1.1 (api.ProtocolV11) gets a v1.1 session (v11.go):
+// an INIT answer with the daemon's limits and the member's name, and the
+// v1.1 opcodes: SURVEY (cluster.Node.Survey; SURVEY_ANSWERs, then one
+// SURVEY_END), PUSH (cluster.Node.Push; one PUSH_ACK), PULL (push credit
+// a member grants), CANCEL (cluster.Node.Cancel), and NO_MEMBERS at once for
+// a request, tunnel, survey or push to a cluster without members. A
+// v1.0-draft2 session is exactly as before; as a member it gets survey
+// questions as plain REQUESTs.
+//
 // The daemon owns every timeout: it keeps a timer for each request it
 // delivers to a service and abandons the request at its deadline (the
 // requester's daemon then answers it as timed out); a later REPLY to it is

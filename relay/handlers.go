@@ -53,6 +53,13 @@ func (c *conn) handleRequest(m *api.Message) error {
 	if dup {
 		return fmt.Errorf("relay: %w: request id %d already in flight", api.ErrProtocol, id)
 	}
+	if ok && c.noMembers(api.OpRequest, id, m.Cluster) {
+		c.mu.Lock()
+		delete(c.inflight, id)
+		c.mu.Unlock()
+		c.answers.Add(-1)
+		return nil
+	}
 	if !ok {
 		fault := api.Message{Op: api.OpReply, ID: id, Fault: faultTooManyPending}
 		c.q.pushControl(&fault)
@@ -60,9 +67,16 @@ func (c *conn) handleRequest(m *api.Message) error {
 	}
 	// The callback may run before Request returns, on this goroutine or on
 	// another connection's (a local service replying at once).
-	c.srv.node.Request(m.Cluster, m.Payload, timeoutOf(m.TimeoutMs), func(res cluster.Result) {
+	cid := c.srv.node.Request(m.Cluster, m.Payload, timeoutOf(m.TimeoutMs), func(res cluster.Result) {
 		c.answer(id, res)
 	})
+	if c.x.on {
+		c.mu.Lock()
+		if _, live := c.inflight[id]; live {
+			c.x.cluster[id] = cid // for CANCEL
+		}
+		c.mu.Unlock()
+	}
 	return nil
 }
 
@@ -70,6 +84,7 @@ func (c *conn) handleRequest(m *api.Message) error {
 func (c *conn) answer(id uint64, res cluster.Result) {
 	c.mu.Lock()
 	delete(c.inflight, id)
+	delete(c.x.cluster, id)
 	c.mu.Unlock()
 	m := api.Message{Op: api.OpReply, ID: id}
 	switch {
@@ -96,7 +111,10 @@ type delivery struct {
 // service under the next delivered-request id, or returns false if the
 // connection cannot take it now (queue full, too many unanswered requests,
 // closing), and the cluster places it elsewhere. It never blocks.
-func (c *conn) HandleRequest(r *cluster.Request) bool {
+func (c *conn) HandleRequest(r *cluster.Request) bool { return c.deliver(r, api.OpRequest) }
+
+// deliver queues a request or survey question (op) for the service.
+func (c *conn) deliver(r *cluster.Request, op api.Opcode) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing.Load() || len(c.delivered) >= c.srv.cfg.MaxPendingRequests {
@@ -104,7 +122,7 @@ func (c *conn) HandleRequest(r *cluster.Request) bool {
 		return false
 	}
 	id := c.lastDelivered + 1
-	m := api.Message{Op: api.OpRequest, ID: id, Payload: r.Payload, TimeoutMs: r.TimeoutMs}
+	m := api.Message{Op: op, ID: id, Payload: r.Payload, TimeoutMs: r.TimeoutMs}
 	if !c.q.offer(&m, kindDelivery) {
 		c.srv.stats.refused.Add(1)
 		return false

@@ -82,8 +82,8 @@ func TestHandshake(t *testing.T) {
 	})
 	t.Run("deny service of a newer version", func(t *testing.T) {
 		c := dial(t, d)
-		c.sendHex("00" + hexClientMagic + hexStr("v1.1") + "03 737663")
-		c.expectHex("01" + hexRelayMagic + hexStr("Unsupported protocol. Client: v1.1. Iris: v1.0-draft2."))
+		c.sendHex("00" + hexClientMagic + hexStr("v1.2") + "03 737663")
+		c.expectHex("01" + hexRelayMagic + hexStr("Unsupported protocol. Client: v1.2. Iris: v1.0-draft2."))
 		c.expectClosed()
 		if cs := d.node.Clusters(); len(cs) != 0 {
 			t.Fatalf("denied service registered: %+v", cs)

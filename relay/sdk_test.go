@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/internal/leakcheck"
 	"github.com/iris-mesh/iris/sdk"
 )
@@ -17,6 +18,7 @@ func TestSDK(t *testing.T) {
 	d := startDaemon(t, nil)
 	cfg := sdk.DefaultConfig()
 	cfg.Addr = d.addr
+	cfg.Version = api.ProtocolVersion // v1.0 as the Iris v1 bindings: an empty cluster times out
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
 

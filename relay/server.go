@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,9 @@ func New(cfg *Config, node *cluster.Node) (*Server, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	d := DefaultConfig()
+	c.PushWindow = cmp.Or(c.PushWindow, d.PushWindow)
+	c.MaxPushCredit = cmp.Or(c.MaxPushCredit, d.MaxPushCredit)
 	return &Server{
 		cfg:        c,
 		log:        c.Logger.With().Str("component", "relay").Logger(),

@@ -28,6 +28,15 @@ type Stats struct {
 	TooManyPending    uint64 // app requests and tunnel builds refused at once by MaxPendingRequests
 	ExpiredRequests   uint64 // requests delivered to a service and abandoned at their deadline
 	LateReplies       uint64 // replies from a service to requests that had expired
+
+	// Protocol v1.1.
+	NoMembers       uint64 // calls answered at once with NO_MEMBERS
+	Surveys         uint64 // surveys started by apps
+	Pushes          uint64 // pushes from apps placed (accepted or busy)
+	PushesBusy      uint64 // of those, refused because every member's queue was full
+	PushesDelivered uint64 // pushes queued for members here
+	PushesDropped   uint64 // pushes a member held, unconfirmed, when it left (reason: member gone)
+	Cancels         uint64 // requests cancelled by apps
 }
 
 // counters are the Server's live Stats.
@@ -38,6 +47,8 @@ type counters struct {
 	msgsIn, msgsOut, bytesOut                      atomic.Uint64
 	droppedBroadcasts, droppedEvents               atomic.Uint64
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
+	noMembers, surveys, pushes, pushesBusy         atomic.Uint64
+	pushesDelivered, pushesDropped, cancels        atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -58,6 +69,13 @@ func (c *counters) snapshot() Stats {
 		TooManyPending:    c.tooManyPending.Load(),
 		ExpiredRequests:   c.expired.Load(),
 		LateReplies:       c.lateReplies.Load(),
+		NoMembers:         c.noMembers.Load(),
+		Surveys:           c.surveys.Load(),
+		Pushes:            c.pushes.Load(),
+		PushesBusy:        c.pushesBusy.Load(),
+		PushesDelivered:   c.pushesDelivered.Load(),
+		PushesDropped:     c.pushesDropped.Load(),
+		Cancels:           c.cancels.Load(),
 	}
 }
 

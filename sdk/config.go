@@ -35,6 +35,8 @@ const (
 	DefaultTunnelWindow = 64 << 20
 	// DefaultMaxTunnels is the default ServiceLimits.MaxTunnels.
 	DefaultMaxTunnels = 128
+	// DefaultPushCredit is the default ServiceLimits.PushCredit.
+	DefaultPushCredit = 64
 )
 
 // Bounds of Config.TunnelWindow, in bytes.
@@ -97,9 +99,10 @@ type Config struct {
 
 	// Limits bounds the lengths of the fields read from the daemon; a
 	// message beyond them is a protocol violation that drops the connection.
-	// Outgoing payloads longer than Limits.MaxMessageLen are refused with
-	// ErrTooLarge, since a daemon with the same limit would drop the
-	// connection. Zero fields mean api.DefaultLimits.
+	// Outgoing payloads longer than Limits.MaxMessageLen, or than the
+	// daemon's own limit (announced in a v1.1 session), are refused with
+	// ErrTooLarge, since the daemon would drop the connection. Zero fields
+	// mean api.DefaultLimits.
 	Limits api.Limits
 
 	// DefaultTunnelTimeout is the build timeout sent with a tunnel whose
@@ -124,6 +127,22 @@ type Config struct {
 	// Logger receives handler panics (Error), dropped connections (Info)
 	// and dropped messages (Debug). Default: nil, no logging.
 	Logger *slog.Logger
+
+	// Name is the member name Register asks for in its cluster. It must be
+	// unique in the cluster (the daemon refuses a name in use with a
+	// *DeniedError whose reason starts with api.FaultNameTaken). Default
+	// "": the daemon picks a stable name, "<daemon id>/<n>"
+	// (Service.Name tells it). Ignored by Connect and by daemons that
+	// predate protocol v1.1.
+	Name string
+
+	// Version is the relay protocol version offered in INIT. Default ""
+	// offers api.ProtocolV11 and falls back to api.ProtocolVersion
+	// (v1.0-draft2) with a daemon that refuses it. Set it to
+	// api.ProtocolVersion to speak exactly as an Iris v1 binding: calls to
+	// clusters without members then time out, and Survey and Push return
+	// ErrUnsupported.
+	Version string
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -160,6 +179,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sdk: Config.DefaultTunnelTimeout %v is negative", c.DefaultTunnelTimeout)
 	case c.DefaultTunnelTimeout > 0 && c.DefaultTunnelTimeout < time.Millisecond:
 		return fmt.Errorf("sdk: Config.DefaultTunnelTimeout %v is below 1ms", c.DefaultTunnelTimeout)
+	case c.Version != "" && c.Version != api.ProtocolVersion && c.Version != api.ProtocolV11:
+		return fmt.Errorf("sdk: Config.Version %q is not %q or %q", c.Version, api.ProtocolVersion, api.ProtocolV11)
 	case c.TunnelWindow != 0 && (c.TunnelWindow < MinTunnelWindow || c.TunnelWindow > MaxTunnelWindow):
 		return fmt.Errorf("sdk: Config.TunnelWindow %d is outside [%d, %d]",
 			c.TunnelWindow, MinTunnelWindow, MaxTunnelWindow)
@@ -255,6 +276,13 @@ type ServiceLimits struct {
 	// Default DefaultMaxTunnels (128). Each open tunnel may buffer up to
 	// Config.TunnelWindow bytes.
 	MaxTunnels int
+	// PushCredit is how many pushed messages a member whose handler
+	// implements PushHandler takes at once: the daemon queues at most this
+	// many for it, and the rest wait at the pushers (Conn.Push blocks, or
+	// Conn.TryPush returns ErrBusy) or go to other members. Default
+	// DefaultPushCredit (64). Pushes are handled by up to RequestThreads
+	// goroutines, beside requests.
+	PushCredit int
 }
 
 // DefaultServiceLimits returns the default ServiceLimits for the current
@@ -267,6 +295,7 @@ func DefaultServiceLimits() ServiceLimits {
 		BroadcastThreads: threads,
 		BroadcastMemory:  DefaultHandlerMemory,
 		MaxTunnels:       DefaultMaxTunnels,
+		PushCredit:       DefaultPushCredit,
 	}
 }
 
@@ -283,6 +312,8 @@ func (l *ServiceLimits) Validate() error {
 		return fmt.Errorf("sdk: ServiceLimits.BroadcastMemory %d is negative", l.BroadcastMemory)
 	case l.MaxTunnels < 0:
 		return fmt.Errorf("sdk: ServiceLimits.MaxTunnels %d is negative", l.MaxTunnels)
+	case l.PushCredit < 0:
+		return fmt.Errorf("sdk: ServiceLimits.PushCredit %d is negative", l.PushCredit)
 	}
 	return nil
 }
@@ -301,6 +332,7 @@ func resolveServiceLimits(lim *ServiceLimits) (ServiceLimits, error) {
 	l.BroadcastThreads = orDefault(l.BroadcastThreads, d.BroadcastThreads)
 	l.BroadcastMemory = orDefault(l.BroadcastMemory, d.BroadcastMemory)
 	l.MaxTunnels = orDefault(l.MaxTunnels, d.MaxTunnels)
+	l.PushCredit = orDefault(l.PushCredit, d.PushCredit)
 	return l, nil
 }
 

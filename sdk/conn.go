@@ -61,6 +61,8 @@ type Conn struct {
 	tun     tunnelTable
 	closing bool  // Close was called
 	err     error // why the connection is finished; nil while it is alive
+
+	x v11conn // protocol v1.1 (v11.go); the maps are protected by mu
 }
 
 // Connect dials the daemon at cfg.Addr and performs the handshake as a plain
@@ -88,10 +90,16 @@ func dial(ctx context.Context, cfg Config, cluster string, svc *service) (*Conn,
 		return nil, fmt.Errorf("sdk: connect %s: %w", cfg.Addr, err)
 	}
 	dec := api.NewDecoder(nc, cfg.Limits)
-	if err := handshake(ctx, nc, dec, cluster); err != nil {
+	info, err := handshake(ctx, nc, dec, cluster, &cfg)
+	if err != nil {
 		_ = nc.Close()
 		var denied *DeniedError
 		if errors.As(err, &denied) {
+			if cfg.Version == "" && isVersionDeny(denied) {
+				// A daemon that predates v1.1: speak v1.0 to it.
+				cfg.Version = api.ProtocolVersion
+				return dial(ctx, cfg, cluster, svc)
+			}
 			return nil, denied
 		}
 		return nil, fmt.Errorf("sdk: connect %s: %w", cfg.Addr, err)
@@ -118,6 +126,7 @@ func dial(ctx context.Context, cfg Config, cluster string, svc *service) (*Conn,
 	}
 	c.calls.New = newCall
 	c.baseCtx, c.cancelBase = context.WithCancel(context.Background())
+	c.initV11(info)
 	if svc != nil {
 		svc.start(c)
 	}
@@ -126,8 +135,9 @@ func dial(ctx context.Context, cfg Config, cluster string, svc *service) (*Conn,
 	return c, nil
 }
 
-// handshake sends INIT and reads the daemon's answer, within ctx.
-func handshake(ctx context.Context, nc net.Conn, dec *api.Decoder, cluster string) error {
+// handshake sends INIT and reads the daemon's answer, within ctx. It
+// returns the daemon's v1.1 information (nil in a v1.0 session).
+func handshake(ctx context.Context, nc net.Conn, dec *api.Decoder, cluster string, cfg *Config) (*api.InitInfo, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
 	}
@@ -136,44 +146,58 @@ func handshake(ctx context.Context, nc net.Conn, dec *api.Decoder, cluster strin
 		_ = nc.SetDeadline(time.Unix(1, 0)) // unblock the exchange now
 		close(fired)
 	})
-	err := exchangeInit(nc, dec, cluster)
+	info, err := exchangeInit(nc, dec, cluster, cfg)
 	if !stop() {
 		<-fired // the AfterFunc goroutine is running: let it finish
 	}
 	if err == nil {
-		return nc.SetDeadline(time.Time{})
+		return info, nc.SetDeadline(time.Time{})
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ctx.Err(), err)
+		return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 		// The socket deadline fired before the context's timer.
-		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		return nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
-	return err
+	return nil, err
 }
 
-func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string) error {
-	init := api.Message{Op: api.OpInit, Magic: api.ClientMagic, Version: api.ProtocolVersion, Cluster: cluster}
+func exchangeInit(nc net.Conn, dec *api.Decoder, cluster string, cfg *Config) (*api.InitInfo, error) {
+	version := cfg.Version
+	if version == "" {
+		version = api.ProtocolV11
+	}
+	init := api.Message{Op: api.OpInit, Magic: api.ClientMagic, Version: version, Cluster: cluster}
+	if version == api.ProtocolV11 {
+		init.Payload = api.EncodeInitOptions(&api.InitOptions{Name: cfg.Name})
+	}
 	if _, err := nc.Write(api.AppendClient(nil, &init)); err != nil {
-		return fmt.Errorf("write INIT: %w", err)
+		return nil, fmt.Errorf("write INIT: %w", err)
 	}
 	var m api.Message
 	if err := dec.ReadDaemon(&m); err != nil {
-		return fmt.Errorf("read INIT answer: %w", err)
+		return nil, fmt.Errorf("read INIT answer: %w", err)
 	}
 	switch {
 	case m.Op != api.OpInit && m.Op != api.OpDeny:
-		return fmt.Errorf("%w: daemon answered INIT with %s", api.ErrProtocol, m.Op)
+		return nil, fmt.Errorf("%w: daemon answered INIT with %s", api.ErrProtocol, m.Op)
 	case m.Magic != api.RelayMagic:
-		return fmt.Errorf("%w: daemon's %s has magic %q", api.ErrProtocol, m.Op, m.Magic)
+		return nil, fmt.Errorf("%w: daemon's %s has magic %q", api.ErrProtocol, m.Op, m.Magic)
 	case m.Op == api.OpDeny:
-		return &DeniedError{Reason: m.Fault}
-	case m.Version != api.ProtocolVersion:
-		return fmt.Errorf("%w: daemon chose version %q, we offered %q",
-			api.ErrProtocol, m.Version, api.ProtocolVersion)
+		return nil, &DeniedError{Reason: m.Fault}
+	case m.Version == api.ProtocolVersion:
+		return nil, nil // every daemon speaks v1.0, and may choose it
+	case m.Version != version:
+		return nil, fmt.Errorf("%w: daemon chose version %q, we offered %q",
+			api.ErrProtocol, m.Version, version)
 	}
-	return nil
+	info, err := api.DecodeInitInfo(m.Payload)
+	if err != nil {
+		return nil, err
+	}
+	dec.EnableV11()
+	return &info, nil
 }
 
 // Close closes the connection gracefully, as the protocol asks: it sends
@@ -278,6 +302,7 @@ func (c *Conn) shutdown(err error) {
 			cl.done <- result{err: err}
 		}
 	}
+	c.shutdownV11(err)
 	c.failBuilds(builds, err)
 	c.endTunnels(err)
 	for _, p := range subs {
@@ -345,6 +370,9 @@ type Stats struct {
 	// it), one larger than TunnelWindow, a malformed one, or one arriving
 	// while TunnelWindow/64 messages wait for Recv.
 	TunnelMessagesDropped uint64
+	// PushesDropped counts pushed messages a member could not queue: the
+	// connection was closing (the daemon counts them as dropped too).
+	PushesDropped uint64
 	// Ignored counts other messages ignored: requests delivered to a plain
 	// client (answered with a fault), and tunnel messages arriving for a
 	// tunnel closed meanwhile.
@@ -354,7 +382,7 @@ type Stats struct {
 type counters struct {
 	lateReplies, unknownReplies, requestsRejected, requestsExpired atomic.Uint64
 	handlerPanics, broadcastsDropped, eventsDropped, ignored       atomic.Uint64
-	tunnelsRefused, tunnelMessagesDropped                          atomic.Uint64
+	tunnelsRefused, tunnelMessagesDropped, pushesDropped           atomic.Uint64
 }
 
 // Stats returns the connection's counters.
@@ -370,6 +398,7 @@ func (c *Conn) Stats() Stats {
 		EventsDropped:         s.eventsDropped.Load(),
 		TunnelsRefused:        s.tunnelsRefused.Load(),
 		TunnelMessagesDropped: s.tunnelMessagesDropped.Load(),
+		PushesDropped:         s.pushesDropped.Load(),
 		Ignored:               s.ignored.Load(),
 	}
 }

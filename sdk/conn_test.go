@@ -32,9 +32,11 @@ func TestConnectHandshakeBytes(t *testing.T) {
 	p := r.accept()
 	want := []byte{0x00}
 	want = append(want, wireString("iris-client-magic")...)
-	want = append(want, wireString("v1.0-draft2")...)
+	want = append(want, wireString("v1.1")...)
 	want = append(want, 0x00) // cluster "": a plain client
+	want = append(want, 0x00) // an empty options block
 	p.readRaw(want)
+	// A daemon may choose v1.0 (no options block follows then).
 	answer := append([]byte{0x00}, wireString("iris-relay-magic")...)
 	p.sendRaw(append(answer, wireString("v1.0-draft2")...))
 	p.closeAck()
@@ -217,6 +219,9 @@ func TestRequestCancelDiscardsLateReply(t *testing.T) {
 	cancel()
 	if r := <-res; !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("cancelled Request = %q, %v; want context.Canceled", r.reply, r.err)
+	}
+	if m := p.readOp(api.OpCancel); m.ID != first.ID { // v1.1: the daemon is told
+		t.Fatalf("CANCEL %d, want %d", m.ID, first.ID)
 	}
 	p.reply(first.ID, []byte("late")) // the daemon always answers once
 

@@ -77,6 +77,28 @@
 // Tunnel.NetConn gives a net.Conn view of a tunnel: a byte stream that
 // works with io.Copy, bufio and deadlines.
 //
+// # Surveys, pushes and protocol v1.1
+//
+// The SDK offers protocol v1.1 and falls back to v1.0 with a daemon that
+// predates it (Survey, Push and TryPush then return ErrUnsupported). With
+// v1.1:
+//
+//   - Conn.Survey asks every member of a cluster, on every daemon, and
+//     returns when each has answered or failed, at the quorum, or at the
+//     deadline; the result names the members that did not answer and why.
+//     Members answer with their Handler; IsSurvey tells a survey question
+//     from a request.
+//   - Conn.Push hands a message to exactly one member whose handler
+//     implements PushHandler, and waits while every member's queue is full
+//     (each takes ServiceLimits.PushCredit messages at once); TryPush
+//     returns ErrBusy instead.
+//   - A call to a cluster with no member anywhere fails at once with
+//     ErrNoMembers, instead of timing out.
+//   - Cancelling the context of a Request tells the daemon, which cancels
+//     the context of the handler serving it, on whatever daemon it runs.
+//   - Config.Name names a service in its cluster (Service.Name); the daemon
+//     refuses a name in use.
+//
 // # Lifecycle
 //
 // A connection runs one reader goroutine, which decodes everything the

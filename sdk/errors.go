@@ -40,6 +40,19 @@ var (
 	// returns io.EOF or a *TunnelError then), or with its connection (the
 	// error then wraps ErrClosed too).
 	ErrTunnelClosed = errors.New("sdk: tunnel closed")
+
+	// ErrNoMembers is returned at once by Request, Survey, Push, TryPush
+	// and Tunnel (wrapped) when the cluster has no member anywhere in the
+	// network, as far as the daemon knows. Only v1.1 sessions get it; a
+	// daemon that predates v1.1 lets the call time out instead.
+	ErrNoMembers = errors.New("sdk: cluster has no members")
+
+	// ErrBusy is returned by TryPush when every member's queue is full.
+	ErrBusy = errors.New("sdk: every member is busy")
+
+	// ErrUnsupported is returned by the calls of protocol v1.1 (Survey,
+	// Push, TryPush) on a connection to a daemon that predates it.
+	ErrUnsupported = errors.New("sdk: the daemon does not support protocol v1.1")
 )
 
 // timeoutError is the type of ErrTimeout.

@@ -123,6 +123,9 @@ func (c *Conn) dispatch(m *api.Message) (done bool, err error) {
 		return false, c.handleTunTransfer(m)
 	case api.OpTunClose:
 		return false, c.handleTunClose(m)
+	case api.OpSurvey, api.OpSurveyAnswer, api.OpSurveyEnd, api.OpPush, api.OpPushAck,
+		api.OpCancel, api.OpNoMembers: // v1.1 sessions only (the Decoder)
+		return false, c.dispatchV11(m)
 	default:
 		// INIT or DENY after the handshake.
 		return false, fmt.Errorf("%w: unexpected %s from the daemon", api.ErrProtocol, m.Op)

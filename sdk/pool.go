@@ -15,6 +15,7 @@ type delivery struct {
 	id       uint64    // request id (requests only)
 	payload  []byte    // request, broadcast message or event
 	deadline time.Time // request deadline (requests only)
+	survey   bool      // a survey question rather than a request
 }
 
 func (d *delivery) cost() int { return len(d.payload) + deliveryOverhead }

@@ -140,10 +140,13 @@ func (p *peer) sendRaw(b []byte) {
 func (p *peer) acceptInit(cluster string) {
 	p.t.Helper()
 	m := p.readOp(api.OpInit)
-	if m.Magic != api.ClientMagic || m.Version != api.ProtocolVersion || m.Cluster != cluster {
+	if m.Magic != api.ClientMagic || m.Version != api.ProtocolV11 || m.Cluster != cluster {
 		p.t.Fatalf("peer: INIT magic %q version %q cluster %q; want cluster %q", m.Magic, m.Version, m.Cluster, cluster)
 	}
-	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolVersion})
+	// Answer as a v1.1 daemon; the session's v1.0 messages are unchanged.
+	p.dec.EnableV11()
+	info := api.EncodeInitInfo(&api.InitInfo{Daemon: "peer", MaxMessage: 16 << 20, PushWindow: 64})
+	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolV11, Payload: info})
 }
 
 // closeAck reads the client's CLOSE, answers it as the daemon does and

@@ -30,10 +30,14 @@ func newCall() any { return &call{done: make(chan result, 1)} }
 // The timeout is ctx's deadline, or Config.DefaultRequestTimeout when ctx
 // has none; it is sent to the daemon, which owns it: a request that no
 // member answers in time, or sent to a cluster with no members, is answered
-// as timed out and Request returns ErrTimeout. When ctx ends first Request
+// as timed out and Request returns ErrTimeout; in a v1.1 session a
+// cluster with no members fails at once with ErrNoMembers instead. When
+// ctx ends first Request
 // returns at once, ErrTimeout if its deadline passed and ctx.Err()
 // otherwise, and the daemon's later answer is discarded (see
-// Stats.LateReplies).
+// Stats.LateReplies). In a v1.1 session a cancelled ctx (not an expired
+// one) also tells the daemon, which forgets the request and cancels the
+// context of the handler serving it, wherever it runs.
 //
 // A fault reply is returned as a *RemoteError. If the connection is closed
 // or lost before the reply arrives the error wraps ErrClosed. The request
@@ -70,6 +74,9 @@ func (c *Conn) Request(ctx context.Context, cluster string, request []byte) ([]b
 	select {
 	case r := <-cl.done:
 		c.calls.Put(cl)
+		if r.err == ErrNoMembers {
+			r.err = fmt.Errorf("sdk: request to %q: %w", cluster, ErrNoMembers)
+		}
 		return r.reply, r.err
 	case <-ctx.Done():
 		// Sent: the daemon owes a reply, which the reader will discard.
@@ -77,6 +84,9 @@ func (c *Conn) Request(ctx context.Context, cluster string, request []byte) ([]b
 		c.calls.Put(cl)
 		if ok {
 			return r.reply, r.err // the answer raced the cancellation
+		}
+		if ctx.Err() == context.Canceled {
+			c.cancelRequest(id) // v1.1: the daemon forgets it and cancels its handler
 		}
 		return nil, ctxError(ctx)
 	}
@@ -160,6 +170,8 @@ func replyResult(m *api.Message) result {
 	case m.Fault == "":
 		// An empty fault counts as a timeout (relay protocol semantics).
 		return result{err: ErrTimeout}
+	case m.Fault == noMembersFault:
+		return result{err: ErrNoMembers} // Request names the cluster
 	default:
 		return result{err: &RemoteError{Fault: m.Fault}}
 	}

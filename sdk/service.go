@@ -82,12 +82,18 @@ func Register(ctx context.Context, cfg *Config, cluster string, handler Handler,
 	svc := &service{handler: handler, limits: lim}
 	svc.bcast, _ = handler.(BroadcastHandler)
 	svc.tunnels, _ = handler.(TunnelHandler)
+	svc.push, _ = handler.(PushHandler)
 	conn, err := dial(ctx, c, cluster, svc)
 	if err != nil {
 		return nil, err
 	}
 	return &Service{conn: conn}, nil
 }
+
+// Name returns the service's member name in its cluster: the one asked for
+// in Config.Name or the daemon's default. It is "" with a daemon that
+// predates protocol v1.1.
+func (s *Service) Name() string { return s.conn.svc.name }
 
 // Cluster returns the name of the cluster the service is a member of.
 func (s *Service) Cluster() string { return s.conn.cluster }
@@ -121,11 +127,15 @@ type service struct {
 	tunnels TunnelHandler    // nil if handler does not implement it
 	limits  ServiceLimits
 	reqs    *pool
-	bcasts  *pool // nil if bcast is nil
+	bcasts  *pool       // nil if bcast is nil
+	push    PushHandler // nil if handler does not implement it
+	pushes  *pool       // nil unless push is set and the session is v1.1
+	name    string      // the member name the daemon gave (v1.1)
 }
 
 func (s *service) start(c *Conn) {
 	s.reqs = newPool(s.limits.RequestThreads, s.limits.RequestMemory, &c.handlers, c.serveRequest)
+	s.startPushes(c)
 	if s.bcast != nil {
 		s.bcasts = newPool(s.limits.BroadcastThreads, s.limits.BroadcastMemory, &c.handlers, c.serveBroadcast)
 	}
@@ -133,6 +143,9 @@ func (s *service) start(c *Conn) {
 
 func (s *service) close() {
 	s.reqs.close()
+	if s.pushes != nil {
+		s.pushes.close()
+	}
 	if s.bcasts != nil {
 		s.bcasts.close()
 	}
@@ -158,10 +171,13 @@ func (c *Conn) handleRequest(m *api.Message) {
 		return
 	}
 	ms := int64(min(m.TimeoutMs, uint64(maxTimeoutMs)))
-	d := delivery{id: m.ID, payload: m.Payload, deadline: time.Now().Add(time.Duration(ms) * time.Millisecond)}
+	d := delivery{id: m.ID, payload: m.Payload, deadline: time.Now().Add(time.Duration(ms) * time.Millisecond),
+		survey: m.Op == api.OpSurvey}
+	c.trackServing(m.ID)
 	if c.svc.reqs.push(d) {
 		return
 	}
+	c.untrackServing(m.ID)
 	c.stats.requestsRejected.Add(1)
 	if !c.trySend(&api.Message{Op: api.OpReply, ID: m.ID, Fault: ErrOverloaded.Error()}) {
 		c.log.Debug("sdk: overloaded and send queue full, request dropped", "id", m.ID)
@@ -174,12 +190,24 @@ func (c *Conn) serveRequest(d *delivery) {
 		return // connection finished: nobody to answer
 	}
 	if !time.Now().Before(d.deadline) {
+		c.untrackServing(d.id)
 		c.stats.requestsExpired.Add(1) // the daemon has answered it as timed out
 		return
 	}
-	ctx, cancel := context.WithDeadline(c.baseCtx, d.deadline)
+	parent := c.baseCtx
+	if d.survey {
+		parent = context.WithValue(parent, surveyKey{}, true)
+	}
+	ctx, cancel := context.WithDeadline(parent, d.deadline)
+	if !c.startServing(d.id, cancel) {
+		cancel()
+		return // cancelled by its caller while it waited
+	}
 	reply, err := c.callHandler(ctx, d.payload)
 	cancel()
+	if c.untrackServing(d.id) {
+		return // cancelled: the daemon has forgotten it
+	}
 	m := api.Message{Op: api.OpReply, ID: d.id, Success: err == nil, Payload: reply}
 	switch {
 	case err != nil:

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,14 +20,52 @@ import (
 )
 
 // Environment variables read when the matching flag is not given (and
-// never with -dev).
+// never with -dev). Every flag but -dev has one: IRIS_ and the flag's name
+// in capitals with - as _ (see envName); these are the ones with a meaning
+// of their own.
 const (
-	envNet  = "IRIS_NET"  // network name, as -net
-	envKey  = "IRIS_KEY"  // the base64 network key itself (not a file), as -key
-	envJoin = "IRIS_JOIN" // comma-separated seeds, as -join
-	// envDrain is the drain timeout, as -drain-timeout.
-	envDrain = "IRIS_DRAIN_TIMEOUT"
+	envNet     = "IRIS_NET"      // network name, as -net
+	envKey     = "IRIS_KEY"      // the base64 network key itself (not a file); several, comma-separated, during a key rotation
+	envKeyFile = "IRIS_KEY_FILE" // the key file, as -key
+	envJoin    = "IRIS_JOIN"     // comma-separated seeds, as -join
 )
+
+// envName returns the environment variable that sets flag name when the
+// command line does not: IRIS_ and the name in capitals, - as _ (-key reads
+// IRIS_KEY_FILE, IRIS_KEY being the key itself). -dev has none: a dev node
+// ignores the environment, so that a shell set up for a real network
+// never starts one by mistake, nor a dev node joins a real network.
+func envName(flagName string) string {
+	switch flagName {
+	case "key":
+		return envKeyFile
+	case "dev":
+		return ""
+	}
+	return "IRIS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag of fs not given on the command line (set) from
+// its environment variable, and records it in set.
+func applyEnv(fs *flag.FlagSet, set map[string]bool, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if err != nil || set[f.Name] || name == "" {
+			return
+		}
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("%s=%q: %v", name, v, serr)
+			return
+		}
+		set[f.Name] = true
+	})
+	return err
+}
 
 // Defaults of -dev; flags given explicitly still win.
 const (
@@ -40,6 +80,11 @@ type options struct {
 	logLevel zerolog.Level
 	// ephemeralKey is set when -dev generated a random key.
 	ephemeralKey bool
+	// keyFile is the -key file, re-read on SIGHUP; "" when the keys came
+	// from the environment or -dev.
+	keyFile string
+	// dev is set by -dev.
+	dev bool
 }
 
 // rawFlags holds the flag values before they are checked.
@@ -52,6 +97,7 @@ type rawFlags struct {
 	maxMessage, appQueue, maxApps       int
 	memberCapacity                      int
 	drainTimeout                        time.Duration
+	pprof                               bool
 }
 
 const usageText = `Usage:
@@ -59,11 +105,16 @@ const usageText = `Usage:
   irisd -dev [flags]          standalone development node, no configuration needed
   irisd keygen -o FILE        write a new network key to FILE ("-" for stdout)
 
+  irisd version               print the version and VCS revision
+
 Environment (used when the flag is not given; ignored with -dev):
-  IRIS_NET   network name (-net)
-  IRIS_KEY   the network key itself, base64 (-key takes a file instead)
-  IRIS_JOIN  comma-separated seeds (-join)
-  IRIS_DRAIN_TIMEOUT  drain timeout on SIGTERM (-drain-timeout), e.g. 10s
+  IRIS_NET       network name (-net)
+  IRIS_KEY       the network key itself, 44 characters of base64; during a key
+                 rotation several, comma-separated, the one to dial with first
+  IRIS_KEY_FILE  the key file (-key)
+  IRIS_JOIN      comma-separated seeds (-join)
+  and for every other flag, IRIS_ and its name in capitals with - as _:
+  IRIS_LISTEN, IRIS_RELAY, IRIS_STATUS, IRIS_PPROF, IRIS_LOG_LEVEL, IRIS_MAX_MESSAGE...
 
 Flags:
 `
@@ -72,15 +123,16 @@ Flags:
 func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("irisd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.BoolVar(&r.dev, "dev", false, "run a standalone `dev` node: network \"dev\", a fresh ephemeral key, listen "+
-		devListen+", status "+devStatus+"; other flags override these")
+	fs.BoolVar(&r.dev, "dev", false, "run a standalone development node: network \"dev\", a fresh ephemeral key, listen "+
+		devListen+", status "+devStatus+"; other flags override these; it exits with the process that started it (Linux)")
 	fs.StringVar(&r.network, "net", "", "network `NAME` (or $IRIS_NET); daemons join only daemons of the same name and key")
-	fs.StringVar(&r.keyFile, "key", "", "network key `FILE` written by 'irisd keygen' (or the key itself in $IRIS_KEY)")
+	fs.StringVar(&r.keyFile, "key", "", "network key `FILE` written by 'irisd keygen' (or $IRIS_KEY_FILE; or the key itself in $IRIS_KEY); during a key rotation one key per line, the one to dial with first, re-read on SIGHUP")
 	fs.StringVar(&r.listen, "listen", "", "overlay `HOST:PORT`, TCP and UDP (default "+daemon.DefaultListen+")")
 	fs.StringVar(&r.advertise, "advertise", "", "`HOST:PORT` other daemons reach this one at (default: the listen address, or the host's private IP)")
 	fs.StringVar(&r.join, "join", "", "comma-separated seed daemons, `HOST[:PORT],...` (port default 55556; or $IRIS_JOIN)")
 	fs.IntVar(&r.relay, "relay", daemon.DefaultRelayPort, "relay `PORT` for local apps, on loopback only (0 disables)")
 	fs.StringVar(&r.status, "status", "", "serve GET /status and /metrics on `HOST:PORT` (default off; "+devStatus+" with -dev)")
+	fs.BoolVar(&r.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the -status address (or $IRIS_PPROF=1)")
 	fs.StringVar(&r.zone, "zone", "", "locality `LABEL` (rack, zone) for locality-aware balancing")
 	fs.StringVar(&r.node, "node", "", "node `ID`, unique in the network (default: host name plus a random suffix)")
 	fs.StringVar(&r.gossip, "gossip", "lan", "failure-detection timers: `lan` (a silent daemon is declared dead after about 5-25 s) or local (about 1-4 s; loopback tests)")
@@ -89,7 +141,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
-	fs.DurationVar(&r.drainTimeout, "drain-timeout", daemon.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long local apps may take to answer the requests they hold, with no new work sent here, before the daemon leaves (`DURATION`, 0 skips the drain; or $"+envDrain+")")
+	fs.DurationVar(&r.drainTimeout, "drain-timeout", daemon.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long local apps may take to answer the requests they hold, with no new work sent here, before the daemon leaves (`DURATION`, 0 skips the drain; or $IRIS_DRAIN_TIMEOUT)")
 	return fs
 }
 
@@ -118,7 +170,13 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	if r.dev {
 		getenv = func(string) string { return "" }
 	}
-	opts := &options{cfg: daemon.DefaultConfig()}
+	if getenv(envKey) != "" && getenv(envKeyFile) != "" && !set["key"] {
+		return nil, errors.New("both " + envKey + " and " + envKeyFile + " are set: set one")
+	}
+	if err := applyEnv(fs, set, getenv); err != nil {
+		return nil, err
+	}
+	opts := &options{cfg: daemon.DefaultConfig(), dev: r.dev}
 	if err := r.apply(opts, set, getenv); err != nil {
 		return nil, err
 	}
@@ -152,13 +210,12 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	}
 	c.StatusAddr = pick(set["status"], r.status, "", r.dev, devStatus)
 	c.Join = splitList(pick(set["join"], r.join, getenv(envJoin), false, ""))
-	c.Advertise, c.Zone, c.NodeID, c.RelayPort = r.advertise, r.zone, r.node, r.relay
-	c.DrainTimeout = r.drainTimeout
-	if env := getenv(envDrain); !set["drain-timeout"] && env != "" {
-		if c.DrainTimeout, err = time.ParseDuration(env); err != nil {
-			return fmt.Errorf("%s %q: want a duration such as 10s", envDrain, env)
-		}
+	c.Pprof = r.pprof // $IRIS_PPROF too, through applyEnv
+	if c.Pprof && c.StatusAddr == "" {
+		return errors.New("-pprof needs a status address: pass -status HOST:PORT")
 	}
+	c.Advertise, c.Zone, c.NodeID, c.RelayPort = r.advertise, r.zone, r.node, r.relay
+	c.DrainTimeout = r.drainTimeout // $IRIS_DRAIN_TIMEOUT too, through applyEnv
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain timeout %v: must not be negative", c.DrainTimeout)
 	}
@@ -198,21 +255,26 @@ func (r *rawFlags) applyLimits(c *daemon.Config) error {
 	return nil
 }
 
-// loadKey sets the network key from -key, else $IRIS_KEY, else (with -dev)
-// a fresh random key.
+// loadKey sets the network keys from -key, else $IRIS_KEY, else (with -dev)
+// a fresh random key. The file holds one key per line, IRIS_KEY a
+// comma-separated list; the first key dials, the others (at most 3) are
+// accepted too, for a key rotation.
 func (r *rawFlags) loadKey(opts *options, given bool, getenv func(string) string) error {
 	var err error
 	switch {
 	case given:
-		opts.cfg.Key, err = crypto.ReadKeyFile(r.keyFile)
+		keys, err := crypto.ReadKeysFile(r.keyFile)
 		if err != nil {
-			return fmt.Errorf("-key: %w", err)
+			return fmt.Errorf("-key %s: %s", r.keyFile, tidy(err))
 		}
+		opts.cfg.Key, opts.cfg.SecondaryKeys = keys[0], keys[1:]
+		opts.keyFile = r.keyFile
 	case getenv(envKey) != "":
-		opts.cfg.Key, err = crypto.ParseKey(getenv(envKey))
+		keys, err := crypto.ParseKeys(getenv(envKey))
 		if err != nil {
-			return fmt.Errorf("%s: %w", envKey, err)
+			return keyTextError(getenv(envKey), err)
 		}
+		opts.cfg.Key, opts.cfg.SecondaryKeys = keys[0], keys[1:]
 	case r.dev:
 		opts.cfg.Key, err = crypto.GenerateKey()
 		opts.ephemeralKey = true
@@ -222,6 +284,48 @@ func (r *rawFlags) loadKey(opts *options, given bool, getenv func(string) string
 			" (create a key with: irisd keygen -o FILE)")
 	}
 	return nil
+}
+
+// keyTextError explains a bad $IRIS_KEY; a value that names a file (a
+// common slip) gets a hint that the variable takes the key itself.
+func keyTextError(val string, err error) error {
+	if fi, serr := os.Stat(val); serr == nil && fi.Mode().IsRegular() || looksLikePath(val) {
+		return fmt.Errorf("%s=%q looks like a file name, but %s takes the key itself (44 characters of base64); "+
+			"for a file, pass -key %s or set %s=%s", envKey, val, envKey, val, envKeyFile, val)
+	}
+	return fmt.Errorf("%s: %s (it takes the key itself, as 'irisd keygen -o -' prints it)", envKey, tidy(err))
+}
+
+// looksLikePath reports whether a key list (comma-separated keys of 44
+// characters of base64) is rather a file name: an entry of another length
+// with a slash or a dot in it.
+func looksLikePath(val string) bool {
+	for entry := range strings.SplitSeq(val, ",") {
+		if entry = strings.TrimSpace(entry); len(entry) != 44 && strings.ContainsAny(entry, "/.") {
+			return true
+		}
+	}
+	return false
+}
+
+// pkgPrefixes are the prefixes of the project's errors ("crypto: ...").
+var pkgPrefixes = []string{"api", "cluster", "crypto", "daemon", "overlay", "relay"}
+
+// tidy returns err's message without the package prefixes ("crypto: ")
+// that repeat along its chain: "read key file k: bad key: empty".
+func tidy(err error) string {
+	parts := strings.Split(err.Error(), ": ")
+	out := parts[:0]
+	for _, p := range parts {
+		if slices.Contains(pkgPrefixes, p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return err.Error()
+	}
+	return strings.Join(out, ": ")
 }
 
 // pick returns the flag value if the flag was given (even empty), else the

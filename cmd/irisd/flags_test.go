@@ -119,14 +119,14 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "drain timeout from the environment", args: []string{"-net", "n", "-key", keyFile},
-			env:   map[string]string{envDrain: "250ms"},
+			env:   map[string]string{"IRIS_DRAIN_TIMEOUT": "250ms"},
 			check: func(o *options) any { return want(o.cfg.DrainTimeout == 250*time.Millisecond, o) },
 		},
 		{
 			name: "default drain timeout", args: []string{"-dev"},
 			check: func(o *options) any { return want(o.cfg.DrainTimeout == daemon.DefaultDrainTimeout, o) },
 		},
-		{name: "bad drain env", args: []string{"-net", "n", "-key", keyFile}, env: map[string]string{envDrain: "soon"}, errHas: envDrain},
+		{name: "bad drain env", args: []string{"-net", "n", "-key", keyFile}, env: map[string]string{"IRIS_DRAIN_TIMEOUT": "soon"}, errHas: "IRIS_DRAIN_TIMEOUT"},
 		{name: "negative drain", args: []string{"-dev", "-drain-timeout", "-1s"}, errHas: "must not be negative"},
 		{name: "no network", args: []string{"-key", keyFile}, errHas: "no network name"},
 		{name: "no key", args: []string{"-net", "n"}, errHas: "no network key"},
@@ -218,6 +218,113 @@ func TestLimitFlags(t *testing.T) {
 	for _, bad := range [][]string{{"-max-message", "-1"}, {"-max-message", "2147483648"}, {"-app-queue", "-5"}} {
 		if _, err := parseArgs(bad, env); err == nil {
 			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// TestEnvForEveryFlag: every flag but -dev can be set from the
+// environment, and the flag given on the command line wins.
+func TestEnvForEveryFlag(t *testing.T) {
+	var r rawFlags
+	fs := newFlagSet(&r)
+	values := map[string]string{} // flag → its String() once set from the environment
+	env := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if f.Name == "dev" {
+			if name != "" {
+				t.Errorf("-dev has environment variable %s; a dev node must ignore the environment", name)
+			}
+			return
+		}
+		if !strings.HasPrefix(name, "IRIS_") {
+			t.Errorf("-%s: environment variable %q", f.Name, name)
+		}
+		// A value the flag accepts, other than its default, whatever its
+		// type (flags other helpers add included).
+		v, want := "", ""
+		for _, c := range []string{"true", "7", "3s", "0.5", "x", "1MiB", "127.0.0.1:9"} {
+			scratch := newFlagSet(&rawFlags{})
+			if c != f.DefValue && scratch.Set(f.Name, c) == nil {
+				v, want = c, scratch.Lookup(f.Name).Value.String()
+				break
+			}
+		}
+		if v == "" {
+			t.Logf("-%s: no test value found; its environment variable is not checked", f.Name)
+			return
+		}
+		values[f.Name], env[name] = want, v
+	})
+	set := map[string]bool{"zone": true} // given on the command line
+	fs.Set("zone", "flag")
+	if err := applyEnv(fs, set, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		want, ok := values[f.Name]
+		if f.Name == "zone" {
+			want = "flag"
+		}
+		if ok && f.Value.String() != want {
+			t.Errorf("-%s = %q after %s=%q, want %q", f.Name, f.Value.String(), envName(f.Name), env[envName(f.Name)], want)
+		}
+	})
+	if envName("key") != envKeyFile || envName("max-message") != "IRIS_MAX_MESSAGE" {
+		t.Errorf("envName: key %s, max-message %s", envName("key"), envName("max-message"))
+	}
+}
+
+func TestEnvErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "net.key")
+	key, _ := crypto.GenerateKey()
+	if err := crypto.WriteKeyFile(keyFile, key); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env    map[string]string
+		errHas string
+	}{
+		{map[string]string{envNet: "n", envKey: "net.key"}, `IRIS_KEY="net.key" looks like a file name, but IRIS_KEY takes the key itself`},
+		{map[string]string{envNet: "n", envKey: keyFile}, "for a file, pass -key " + keyFile + " or set IRIS_KEY_FILE="},
+		{map[string]string{envNet: "n", envKey: "short"}, "IRIS_KEY: key 1: bad network key"},
+		{map[string]string{envNet: "n", envKey: key.Text(), envKeyFile: keyFile}, "both IRIS_KEY and IRIS_KEY_FILE"},
+		{map[string]string{envNet: "n", envKeyFile: keyFile, "IRIS_RELAY": "many"}, `IRIS_RELAY="many": parse error`},
+	} {
+		_, err := parseArgs(nil, func(k string) string { return tc.env[k] })
+		if err == nil || !strings.Contains(err.Error(), tc.errHas) || strings.Count(err.Error(), "crypto:") > 0 {
+			t.Errorf("env %v: error %v, want %q", tc.env, err, tc.errHas)
+		}
+	}
+	o, err := parseArgs(nil, func(k string) string { return map[string]string{envNet: "n", envKeyFile: keyFile}[k] })
+	if err != nil || o.cfg.Key != key {
+		t.Fatalf("IRIS_KEY_FILE: %v", err)
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"join [a]: 1 error occurred:\n\t* failed to join a: refused\n\n":           "join [a]: failed to join a: refused",
+		"2 errors occurred:\n\t* failed to join a: x\n\t* failed to join b: y\n\n": "failed to join a: x; failed to join b: y",
+		"plain": "plain",
+		"daemon: start overlay: overlay: listen x: bind: address already in use": "start overlay: listen x: bind: address already in use",
+	} {
+		if got := oneLine(tidy(errors.New(in))); got != want {
+			t.Errorf("oneLine(tidy(%q)) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUsagePlaceholders(t *testing.T) {
+	var b strings.Builder
+	usage(&b)
+	if strings.Contains(b.String(), "-dev dev") {
+		t.Errorf("usage shows a placeholder for the boolean -dev:\n%s", b.String())
+	}
+	for _, s := range []string{"irisd version", "IRIS_KEY_FILE", "IRIS_LOG_LEVEL"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("usage lacks %q", s)
 		}
 	}
 }

@@ -4,6 +4,7 @@
 //	irisd keygen -o FILE                      # once per network
 //	irisd -net NAME -key FILE -join SEED,...  # on every host
 //	irisd -dev                                # a standalone development node
+//	irisd version                             # the build
 //
 // Run irisd -h for every flag, and see docs/operations.md. The daemon itself
 // lives in package daemon; this command only reads flags and environment,
@@ -18,6 +19,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 
 	"github.com/iris-mesh/iris/crypto"
 	"github.com/iris-mesh/iris/daemon"
+	"github.com/iris-mesh/iris/internal/buildinfo"
 )
 
 // Exit codes.
@@ -47,15 +51,19 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "version" {
+		return version(args[1:], stdout, stderr)
+	}
 	opts, err := parseArgs(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(stderr)
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "irisd: %v\nRun 'irisd -h' for usage.\n", err)
+		fmt.Fprintf(stderr, "irisd: %s\nRun 'irisd -h' for usage.\n", tidy(err))
 		return exitUsage
 	}
+	zerolog.ErrorMarshalFunc = func(err error) any { return oneLine(tidy(err)) }
 	log := newLogger(stderr, opts.logLevel)
 	opts.cfg.Logger = log
 	if opts.ephemeralKey {
@@ -64,12 +72,37 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	// Subscribe before starting, so no signal falls between the two.
 	sigCh := make(chan os.Signal, 2)
 	signal.Notify(sigCh, syscall.SIGINT, syscall.SIGTERM)
+	hupCh := make(chan os.Signal, 1)
+	signal.Notify(hupCh, syscall.SIGHUP)
+	if opts.dev {
+		// A dev node started by `go run` (or a shell script) goes when its
+		// parent goes, rather than holding its ports as an orphan.
+		orphaned, err := exitWithParent(syscall.SIGTERM)
+		if err != nil {
+			log.Warn().Err(err).Msg("dev mode: cannot arrange to exit with the parent process")
+		}
+		if orphaned {
+			sigCh <- syscall.SIGTERM
+		}
+	}
 	d, err := daemon.New(opts.cfg)
 	if err != nil {
-		log.Error().Err(err).Msg("cannot start")
+		ev := log.Error().Err(err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			ev = ev.Str("hint", portHint(opts.dev))
+		}
+		ev.Msg("cannot start")
 		return exitError
 	}
-	sig := <-sigCh
+	log.Info().Str("version", buildinfo.Read().Version).Str("revision", buildinfo.Read().ShortRevision()).Msg("irisd started")
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigCh:
+		case <-hupCh:
+			reloadKeys(d, opts, log)
+		}
+	}
 	timeout := opts.cfg.DrainTimeout + shutdownTimeout
 	log.Info().Stringer("signal", sig).Dur("timeout", timeout).
 		Msg("shutting down gracefully; send the signal again to exit at once")
@@ -83,6 +116,60 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	if err := d.Shutdown(ctx); err != nil {
 		log.Warn().Err(err).Msg("graceful leave incomplete; peers will see this daemon fail")
 	}
+	return exitOK
+}
+
+// reloadKeys re-reads the -key file on SIGHUP and gives the daemon its
+// keys: the step of a key rotation. On any error the daemon keeps the keys
+// it has.
+func reloadKeys(d *daemon.Daemon, opts *options, log zerolog.Logger) {
+	if opts.keyFile == "" {
+		log.Warn().Msg("SIGHUP: keys not reloaded: they came from " + envKey +
+			" or -dev, which cannot change; run with -key FILE to rotate keys without a restart")
+		return
+	}
+	keys, err := crypto.ReadKeysFile(opts.keyFile)
+	if err == nil {
+		err = d.SetKeys(keys[0], keys[1:])
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("SIGHUP: keys not reloaded; keeping the current ones")
+		return
+	}
+	log.Info().Str("file", opts.keyFile).Int("keys", len(keys)).Msg("network keys reloaded")
+}
+
+// portHint explains an address in use.
+func portHint(dev bool) string {
+	if dev {
+		return "another irisd -dev (or another program) holds this port; stop it, or give this node other ports: " +
+			"irisd -dev -listen 127.0.0.1:PORT -relay PORT -status 127.0.0.1:PORT"
+	}
+	return "another program (another irisd?) holds this port; stop it, or change -listen, -relay or -status"
+}
+
+// multiHead is the head of a hashicorp/go-multierror message, which
+// memberlist's join returns: "1 error occurred:\n\t* failed to join ...".
+var multiHead = regexp.MustCompile(`\d+ errors? occurred:\n\t\* `)
+
+// oneLine flattens an error message for a log line: a multierror's list
+// becomes "a; b", and no newline or tab is left.
+func oneLine(msg string) string {
+	msg = multiHead.ReplaceAllString(msg, "")
+	msg = strings.ReplaceAll(msg, "\n\t* ", "; ")
+	return strings.Join(strings.Fields(msg), " ")
+}
+
+// version implements 'irisd version'.
+func version(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "Usage: irisd version\n\nPrints the module version and VCS revision irisd was built from.")
+		if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+			return exitOK
+		}
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "irisd %s\n", buildinfo.Read())
 	return exitOK
 }
 

@@ -95,12 +95,12 @@ func TestTunnelBigMessageAndThrottling(t *testing.T) {
 	}
 }
 
-// TestTunnelBuildFailures: a build to an empty cluster times out at its
-// deadline; one to a service that never confirms fails within a few
-// seconds, and the service's connection keeps working.
+// TestTunnelBuildFailures: in a v1.0 session a build to an empty cluster
+// times out at its deadline; one to a service that never confirms fails
+// within a few seconds, and the service's connection keeps working.
 func TestTunnelBuildFailures(t *testing.T) {
 	ds := startNet(t, 2)
-	client := connect(t, ds[0])
+	client := connectV10(t, ds[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	start := time.Now()
 	_, err := client.Tunnel(ctx, "nobody")
