@@ -82,7 +82,9 @@ type Config struct {
 	// Join lists seed daemons, as host or host:port (the port defaults to
 	// overlay.DefaultPort). One live seed is enough: the rest of the network
 	// is learnt from it. A failed join is logged and retried in the background
-	// until a peer is known. Default: none (this daemon waits to be joined).
+	// until a peer is known; afterwards the seeds are tried again whenever
+	// this daemon is cut off from part of the network (see RejoinMax).
+	// Default: none (this daemon waits to be joined).
 	Join []string
 
 	// JoinRetryMin is the pause after the first failed join; it doubles after
