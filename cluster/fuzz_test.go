@@ -13,8 +13,11 @@ type loopOverlay struct{}
 func (loopOverlay) ID() string                                          { return "self" }
 func (loopOverlay) Zone() string                                        { return "" }
 func (loopOverlay) Send(string, overlay.Priority, []byte, []byte) error { return nil }
-func (loopOverlay) SetAppVersion(uint64)                                {}
-func (loopOverlay) Peers() []overlay.Peer                               { return nil }
+func (loopOverlay) SendIfUp(string, overlay.Priority, []byte, []byte) error {
+	return nil
+}
+func (loopOverlay) SetAppVersion(uint64)  {}
+func (loopOverlay) Peers() []overlay.Peer { return nil }
 
 type nopMember struct{}
 

@@ -25,6 +25,9 @@ type Overlay interface {
 	ID() string
 	Zone() string
 	Send(id string, prio overlay.Priority, head, body []byte) error
+	// SendIfUp is Send, except that it fails rather than queue while the
+	// peer is down: for events, which are worthless late.
+	SendIfUp(id string, prio overlay.Priority, head, body []byte) error
 	SetAppVersion(v uint64)
 	Peers() []overlay.Peer
 }

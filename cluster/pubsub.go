@@ -72,7 +72,7 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 	head := nameHead(fBroadcast, cluster)
 	for _, ts := range [][]remoteTarget{t.near, t.far} {
 		for i := range ts {
-			if ov.Send(ts[i].node.id, overlay.Bulk, head, msg) != nil {
+			if ov.SendIfUp(ts[i].node.id, overlay.Bulk, head, msg) != nil {
 				n.stats.dropped.Add(1)
 			}
 		}
@@ -97,7 +97,7 @@ func (n *Node) Publish(topic string, event []byte) {
 	}
 	head := nameHead(fPublish, topic)
 	for _, r := range remotes {
-		if ov.Send(r.id, overlay.Bulk, head, event) != nil {
+		if ov.SendIfUp(r.id, overlay.Bulk, head, event) != nil {
 			n.stats.dropped.Add(1)
 		}
 	}

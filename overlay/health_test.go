@@ -60,9 +60,9 @@ func TestProbeFindsSilentPeerFast(t *testing.T) {
 		t.Fatalf("the link closed %v after the path froze: by the keepalive, not the probe", d)
 	}
 	t.Logf("suspect and link closed %v after the path froze", time.Since(frozen).Round(time.Millisecond))
-	// A down peer gets no bulk frames queued for a later link.
-	if err := a.Send(b.ID(), Bulk, nil, []byte("stale")); err != ErrPeerDown {
-		t.Fatalf("Send to a down peer: %v, want ErrPeerDown", err)
+	// A down peer gets no events queued for a later link.
+	if err := a.SendIfUp(b.ID(), Bulk, nil, []byte("stale")); err != ErrPeerDown {
+		t.Fatalf("SendIfUp to a down peer: %v, want ErrPeerDown", err)
 	}
 	tapA.thaw()
 	tapB.thaw()

@@ -398,7 +398,7 @@ type peer struct {
 	linkUpCh    chan struct{}
 	// down is set when a link to the peer broke or a dial failed, and
 	// cleared when a link comes up: until then the peer shows as suspect,
-	// the dialer keeps trying, and bulk frames are refused (they would
+	// the dialer keeps trying, and SendIfUp refuses frames (they would
 	// reach the peer late, or a restarted peer that never asked for them).
 	down atomic.Bool
 	// quiet is set by the watchdog when the current link has gone quiet,

@@ -27,9 +27,9 @@ var (
 	ErrUnknownPeer   = errors.New("overlay: unknown peer")
 	ErrBackpressure  = errors.New("overlay: send queue full")
 	ErrFrameTooLarge = errors.New("overlay: frame too large")
-	// ErrPeerDown is returned by Send for a bulk frame to a peer whose link
-	// broke (or could not be established) and has not come back yet; the
-	// overlay keeps redialing it. Control frames still queue.
+	// ErrPeerDown is returned by SendIfUp for a peer whose link broke (or
+	// could not be established) and has not come back yet; the overlay
+	// keeps redialing it.
 	ErrPeerDown = errors.New("overlay: peer unreachable")
 )
 
@@ -274,11 +274,6 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	if prio == Bulk && p.down.Load() && !p.hasLink.Load() {
-		p.ensureDial()
-		o.stats.framesDropped.Add(1)
-		return ErrPeerDown
-	}
 	if err := p.enqueue(prio, qframe{head: head, body: body}); err != nil {
 		o.stats.framesDropped.Add(1)
 		return err
@@ -287,6 +282,25 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 		p.ensureDial()
 	}
 	return nil
+}
+
+// SendIfUp is Send for frames that are worthless late, such as events:
+// while the peer is down (its link broke, or a dial failed, and no link
+// has worked since) it fails with ErrPeerDown rather than queue the frame
+// for the next link, which could reach the peer long after, or reach a
+// restarted daemon under the same id that never asked for it. Send queues
+// such frames (requests, replies, tunnel data): they are dropped, and the
+// upper layer told, if the next dial fails too.
+func (o *Overlay) SendIfUp(id string, prio Priority, head, body []byte) error {
+	o.mu.RLock()
+	p := o.peers[id]
+	o.mu.RUnlock()
+	if p != nil && p.down.Load() && !p.hasLink.Load() {
+		p.ensureDial()
+		o.stats.framesDropped.Add(1)
+		return ErrPeerDown
+	}
+	return o.Send(id, prio, head, body)
 }
 
 // Flushed reports whether every frame queued for a peer with a link has
