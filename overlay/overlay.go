@@ -126,7 +126,8 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.Events = (*mlEvents)(o)
 	c.SecretKey = crypto.DeriveGossipKey(o.cfg.Key, o.cfg.Network)
 	c.Label = crypto.DeriveLabel(o.cfg.Key, o.cfg.Network)
-	c.Logger = log.New(logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}, "", 0)
+	o.tr.mlLog.w = logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}
+	c.Logger = log.New(&o.tr.mlLog, "", 0)
 	g := o.cfg.Gossip
 	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult
 	c.GossipInterval, c.PushPullInterval = g.GossipInterval, g.PushPullInterval
@@ -468,7 +469,11 @@ type Stats struct {
 	LinkDowns                                         uint64
 	HeartbeatsIn                                      uint64 // heartbeat frames from idle peers
 	HandshakesRefused, ConnsRefusedBusy               uint64
-	Links                                             int
+	// Pending inbound connections evicted for newer ones, and those that
+	// timed out or were closed before their first record.
+	HandshakesEvicted, HandshakesTimedOut uint64
+	LogLinesSuppressed                    uint64 // memberlist log lines dropped by the rate limit
+	Links                                 int
 }
 
 type counters struct {
@@ -486,6 +491,10 @@ func (o *Overlay) Stats() Stats {
 		LinkDowns:         o.stats.linkDowns.Load(),
 		HeartbeatsIn:      o.stats.heartbeatsIn.Load(),
 		HandshakesRefused: o.tr.refusedAuth.Load(), ConnsRefusedBusy: o.tr.refusedFull.Load(),
+		HandshakesEvicted: o.tr.adm.evicted.Load(),
+		HandshakesTimedOut: o.tr.adm.idleTimeouts.Load() + o.tr.adm.recordTimeouts.Load() +
+			o.tr.adm.handshakeErrors.Load(),
+		LogLinesSuppressed: o.tr.mlLog.suppressed.Load(),
 	}
 	o.mu.RLock()
 	for _, p := range o.peers {
