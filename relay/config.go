@@ -85,10 +85,34 @@ type Config struct {
 	// connection. Default 65536. An idle tunnel costs a few hundred bytes.
 	MaxTunnels int
 
-	// MaxConns bounds the app connections open at once; more are closed as
-	// soon as they are accepted (and counted). Default 16384. Each costs two
-	// goroutines and its buffers, some tens of KiB when idle.
+	// MaxConns bounds the app connections open at once; more get DENY with
+	// the reason "iris: too many app connections" and are closed (and
+	// counted). Default 16384. Each costs two goroutines and its buffers,
+	// some tens of KiB when idle.
 	MaxConns int
+
+	// MemoryBudget bounds the bytes all app connections together may hold
+	// beyond a 64 KiB allowance each: payloads queued for apps until they
+	// are written (broadcasts, events, delivered requests, replies) and the
+	// bytes of messages partly received from apps. What does not fit is
+	// refused and counted: broadcasts and events are dropped, a request
+	// goes to another member, a reply becomes a fault, and an app whose
+	// partly sent message does not fit gets CLOSE("iris: daemon memory
+	// budget for apps exhausted ..."). Default 128 MiB. Tunnel data is
+	// bounded per connection by TunnelQueueBytes instead.
+	MemoryBudget int
+
+	// MessageTimeout bounds how long an app that has begun sending a
+	// message may go without sending more of it; then it gets CLOSE("iris:
+	// message not completed in time ...") and is disconnected. Between
+	// messages an app may be silent as long as it likes. Default 30s.
+	MessageTimeout time.Duration
+
+	// MaxReplyBytes bounds, per connection, the payload bytes of replies
+	// queued for the app and not yet written; a reply beyond it (unless it
+	// is the only one) reaches the app as the fault "iris: reply dropped:
+	// ...". Default 64 MiB.
+	MaxReplyBytes int
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -108,6 +132,9 @@ func DefaultConfig() *Config {
 		TunnelQueueBytes:     16 << 20,
 		MaxTunnels:           65536,
 		MaxConns:             16384,
+		MemoryBudget:         128 << 20,
+		MessageTimeout:       30 * time.Second,
+		MaxReplyBytes:        64 << 20,
 	}
 }
 
@@ -141,6 +168,10 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MaxTunnels must be positive")
 	case c.MaxConns < 1:
 		return errors.New("relay: config: MaxConns must be positive")
+	case c.MemoryBudget < 1 || c.MaxReplyBytes < 1:
+		return errors.New("relay: config: MemoryBudget and MaxReplyBytes must be positive")
+	case c.MessageTimeout <= 0:
+		return errors.New("relay: config: MessageTimeout must be positive")
 	}
 	return nil
 }

@@ -80,8 +80,12 @@ func (c *conn) answer(id uint64, res cluster.Result) {
 	default: // a timeout, or a fault without text, which v1 reads as a timeout
 		m.TimedOut = true
 	}
-	if !c.q.push(&m) {
+	ok, fault := c.q.push(&m)
+	if !ok {
 		c.answers.Add(-1) // the session is over; nobody will take it
+	} else if fault != "" {
+		c.srv.stats.droppedReplies.Add(1)
+		c.srv.warn(c, nil, "reply replaced by a fault: "+fault)
 	}
 }
 

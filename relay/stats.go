@@ -28,6 +28,12 @@ type Stats struct {
 	TooManyPending    uint64 // app requests and tunnel builds refused at once by MaxPendingRequests
 	ExpiredRequests   uint64 // requests delivered to a service and abandoned at their deadline
 	LateReplies       uint64 // replies from a service to requests that had expired
+
+	MemoryUsed      int    // bytes drawn from MemoryBudget now (gauge)
+	BudgetRefusals  uint64 // messages refused because MemoryBudget was spent
+	BudgetClosed    uint64 // connections closed because their partly sent message did not fit MemoryBudget
+	StalledMessages uint64 // connections closed for not completing a message within MessageTimeout
+	DroppedReplies  uint64 // replies replaced by a fault (MaxReplyBytes or MemoryBudget)
 }
 
 // counters are the Server's live Stats.
@@ -38,6 +44,7 @@ type counters struct {
 	msgsIn, msgsOut, bytesOut                      atomic.Uint64
 	droppedBroadcasts, droppedEvents               atomic.Uint64
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
+	budgetClosed, stalled, droppedReplies          atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -58,6 +65,9 @@ func (c *counters) snapshot() Stats {
 		TooManyPending:    c.tooManyPending.Load(),
 		ExpiredRequests:   c.expired.Load(),
 		LateReplies:       c.lateReplies.Load(),
+		BudgetClosed:      c.budgetClosed.Load(),
+		StalledMessages:   c.stalled.Load(),
+		DroppedReplies:    c.droppedReplies.Load(),
 	}
 }
 
