@@ -24,6 +24,12 @@ import (
 // read buffer holds anyway.
 const freeAllowance = 64 << 10
 
+// lowTierAfter: a connection that already draws this much from the budget
+// (for its queue, or for a partly received message) may only use the first
+// half of the budget; the second half stays for connections that keep up,
+// so apps that never read or stall mid-message cannot starve the others.
+const lowTierAfter = 256 << 10
+
 // Reasons sent in CLOSE when the daemon ends a session on its own.
 const (
 	reasonMemoryBudget = "iris: daemon memory budget for apps exhausted (-app-memory); message refused"
@@ -49,11 +55,16 @@ type budget struct {
 	refused atomic.Uint64 // takes that did not fit
 }
 
-// take charges n bytes if they fit.
-func (b *budget) take(n int) bool {
+// take charges n bytes if they fit: in the whole budget, or in its first
+// half for a connection in the low tier.
+func (b *budget) take(n int, low bool) bool {
+	limit := b.limit
+	if low {
+		limit /= 2
+	}
 	for {
 		u := b.used.Load()
-		if u+int64(n) > b.limit {
+		if u+int64(n) > limit {
 			b.refused.Add(1)
 			return false
 		}
@@ -87,6 +98,7 @@ func (r *refusal) Unwrap() error { return r.err }
 // stay silent as long as it likes. Only the read loop uses it.
 type appReader struct {
 	c        *conn
+	active   bool // the handshake is over: deadlines are the reader's
 	mid      bool // a message has begun
 	deadline bool // a read deadline is set
 	got      int  // bytes read of the current message(s)
@@ -97,7 +109,8 @@ type appReader struct {
 func (r *appReader) Read(p []byte) (int, error) {
 	c := r.c
 	timeout := c.srv.cfg.MessageTimeout
-	if !c.closing.Load() { // after CLOSE, endWrites owns the deadline
+	managed := r.active && !c.closing.Load() // after CLOSE, endWrites owns the deadline
+	if managed {
 		if r.mid {
 			_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
 			r.deadline = true
@@ -111,13 +124,13 @@ func (r *appReader) Read(p []byte) (int, error) {
 		r.mid = true
 		r.got += n
 		if over := r.got - freeAllowance - r.charged; over > 0 {
-			if !c.srv.mem.take(over) {
+			if !c.srv.mem.take(over, r.charged >= lowTierAfter) {
 				return n, errMemoryBudget
 			}
 			r.charged += over
 		}
 	}
-	if err != nil && r.mid && !c.closing.Load() && isTimeout(err) {
+	if err != nil && r.mid && managed && isTimeout(err) {
 		return n, errStalled
 	}
 	return n, err

@@ -118,11 +118,12 @@ func (c *conn) serve(ctx context.Context) error {
 	if c.writerDone != nil {
 		<-c.writerDone
 	}
+	err = c.logEnd(err)
 	if ref != nil {
 		c.drain()
 	}
 	c.nc.Close()
-	return c.logEnd(err)
+	return err
 }
 
 // refuse ends the session with CLOSE(reason) at once: what is queued for
@@ -195,7 +196,9 @@ func (c *conn) isReady() bool {
 func (c *conn) handshake() error {
 	_ = c.nc.SetDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
 	var m api.Message
-	if err := c.dec.ReadClient(&m); err != nil {
+	err := c.dec.ReadClient(&m)
+	c.rd.messageDone(c.dec.Buffered())
+	if err != nil {
 		return fmt.Errorf("relay: handshake: %w", err)
 	}
 	c.srv.stats.msgsIn.Add(1)
@@ -226,6 +229,7 @@ func (c *conn) handshake() error {
 		return fmt.Errorf("relay: handshake: write INIT: %w", err)
 	}
 	_ = c.nc.SetDeadline(time.Time{})
+	c.rd.active = true
 	c.log.Debug().Str("cluster", m.Cluster).Msg("app connected")
 	return nil
 }

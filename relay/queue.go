@@ -96,7 +96,7 @@ func (q *sendQueue) chargeLocked(n int) bool {
 	if over <= 0 || q.mem == nil {
 		return true
 	}
-	if !q.mem.take(over) {
+	if !q.mem.take(over, q.charged >= lowTierAfter) {
 		return false
 	}
 	q.charged += over
