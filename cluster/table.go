@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
@@ -92,12 +93,14 @@ func (n *Node) tableLoop() {
 		n.mu.RUnlock()
 		b, err := t.encode()
 		if err != nil {
-			n.log.Error().Err(err).Msg("encode interest table")
+			n.tableFailed("", err, 0)
 			continue
 		}
 		head := []byte{byte(fTable)}
 		for _, id := range peers {
-			_ = ov.Send(id, overlay.Control, head, b)
+			if err := ov.Send(id, overlay.Control, head, b); err != nil {
+				n.tableFailed(id, err, len(b))
+			}
 		}
 		ov.SetAppVersion(t.Version)
 	}
@@ -111,9 +114,25 @@ func (n *Node) sendTable(to string) {
 	n.mu.RUnlock()
 	b, err := t.encode()
 	if err != nil {
+		n.tableFailed(to, err, 0)
 		return
 	}
-	_ = ov.Send(to, overlay.Control, []byte{byte(fTable)}, b)
+	if err := ov.Send(to, overlay.Control, []byte{byte(fTable)}, b); err != nil {
+		n.tableFailed(to, err, len(b))
+	}
+}
+
+// tableFailed counts and logs (at most one line a second) a table that
+// could not be encoded or sent. The peer then holds an older table until
+// the next push or until it pulls the current one (it sees the version in
+// gossip).
+func (n *Node) tableFailed(peer string, err error, size int) {
+	total := n.stats.tableFailures.Add(1)
+	now := time.Now().UnixNano()
+	if last := n.stats.tableLogAt.Load(); now-last >= int64(time.Second) && n.stats.tableLogAt.CompareAndSwap(last, now) {
+		n.log.Warn().Err(err).Str("peer", peer).Int("bytes", size).Uint64("failures_total", total).
+			Msg("interest table not sent; that peer may not see this daemon's latest services and subscriptions")
+	}
 }
 
 // handleTable installs a peer's table if it is newer than the one held.

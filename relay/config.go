@@ -113,6 +113,14 @@ type Config struct {
 	// is the only one) reaches the app as the fault "iris: reply dropped:
 	// ...". Default 64 MiB.
 	MaxReplyBytes int
+
+	// MaxAppInterest bounds, per connection, the topics subscribed, each
+	// counted as its length plus cluster.InterestEntryCost; a SUBSCRIBE
+	// beyond it ends the session with CLOSE("iris: subscriptions exceed this
+	// app's limit ..."). Every daemon holds a copy of each daemon's topics,
+	// so this keeps one app from filling the daemon's interest table
+	// (cluster.Config.MaxInterestBytes). Default 1 MiB.
+	MaxAppInterest int
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -135,6 +143,7 @@ func DefaultConfig() *Config {
 		MemoryBudget:         128 << 20,
 		MessageTimeout:       30 * time.Second,
 		MaxReplyBytes:        64 << 20,
+		MaxAppInterest:       1 << 20,
 	}
 }
 
@@ -168,8 +177,8 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MaxTunnels must be positive")
 	case c.MaxConns < 1:
 		return errors.New("relay: config: MaxConns must be positive")
-	case c.MemoryBudget < 1 || c.MaxReplyBytes < 1:
-		return errors.New("relay: config: MemoryBudget and MaxReplyBytes must be positive")
+	case c.MemoryBudget < 1 || c.MaxReplyBytes < 1 || c.MaxAppInterest < 1:
+		return errors.New("relay: config: MemoryBudget, MaxReplyBytes and MaxAppInterest must be positive")
 	case c.MessageTimeout <= 0:
 		return errors.New("relay: config: MessageTimeout must be positive")
 	}

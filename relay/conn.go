@@ -63,6 +63,7 @@ type conn struct {
 	ready         bool       // the INIT answer was written
 	reg           *cluster.Registration
 	subs          map[string]*topicSub
+	interest      int                  // bytes of subs' topics, as MaxAppInterest counts them
 	inflight      map[uint64]struct{}  // ids of the app's requests not answered yet
 	delivered     map[uint64]*delivery // requests delivered to the app, awaiting its REPLY
 	lastDelivered uint64               // the last delivered request id issued
@@ -165,6 +166,8 @@ func (c *conn) logEnd(err error) error {
 	case errors.Is(err, errStalled):
 		c.srv.stats.stalled.Add(1)
 		c.srv.warn(c, err, "closing app connection: message not completed in time")
+	case errors.Is(err, errAppInterest), errors.Is(err, cluster.ErrInterestFull):
+		c.srv.warn(c, err, "closing app connection: subscription refused")
 	case errors.Is(err, errDenied):
 		c.srv.stats.denied.Add(1)
 		c.log.Debug().Err(err).Msg("app denied")
@@ -240,8 +243,12 @@ func (c *conn) register(name string) error {
 	reg, err := c.srv.node.Register(name, c, c.srv.cfg.MemberCapacity)
 	if err != nil {
 		reason := "iris: bad cluster name"
-		if errors.Is(err, cluster.ErrClosed) {
+		switch {
+		case errors.Is(err, cluster.ErrClosed):
 			reason = "iris: " + reasonShutdown
+		case errors.Is(err, cluster.ErrInterestFull):
+			reason = reasonInterestFull
+			c.srv.stats.interestRefused.Add(1)
 		}
 		return c.deny(reason)
 	}
@@ -335,7 +342,7 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpReply:
 		return c.handleReply(m)
 	case api.OpSubscribe:
-		c.handleSubscribe(m.Topic)
+		return c.handleSubscribe(m.Topic)
 	case api.OpUnsubscribe:
 		c.handleUnsubscribe(m.Topic)
 	case api.OpPublish:

@@ -34,6 +34,7 @@ type Stats struct {
 	BudgetClosed    uint64 // connections closed because their partly sent message did not fit MemoryBudget
 	StalledMessages uint64 // connections closed for not completing a message within MessageTimeout
 	DroppedReplies  uint64 // replies replaced by a fault (MaxReplyBytes or MemoryBudget)
+	InterestRefused uint64 // subscriptions and registrations refused by MaxAppInterest or the daemon's table limit
 }
 
 // counters are the Server's live Stats.
@@ -45,6 +46,7 @@ type counters struct {
 	droppedBroadcasts, droppedEvents               atomic.Uint64
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
 	budgetClosed, stalled, droppedReplies          atomic.Uint64
+	interestRefused                                atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -68,6 +70,7 @@ func (c *counters) snapshot() Stats {
 		BudgetClosed:      c.budgetClosed.Load(),
 		StalledMessages:   c.stalled.Load(),
 		DroppedReplies:    c.droppedReplies.Load(),
+		InterestRefused:   c.interestRefused.Load(),
 	}
 }
 

@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iris-mesh/iris/daemon"
+	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/sdk"
+)
+
+// floodInterest subscribes c to up to n topics with 64 KiB names, tagged,
+// until the daemon ends the connection; it returns the connection's error,
+// or nil if it is still open. Service "svc" must be reachable.
+func floodInterest(t *testing.T, c *sdk.Conn, tag string, n int) error {
+	t.Helper()
+	nop := sdk.TopicHandlerFunc(func([]byte) {})
+	pad := strings.Repeat("x", 64<<10)
+	for i := range n {
+		topic := fmt.Sprintf("%s-%04d-%s", tag, i, pad)[:64<<10]
+		if err := c.Subscribe(context.Background(), topic, nop, nil); err != nil {
+			break // the daemon closed the connection; Err says why
+		}
+	}
+	// The daemon handles an app's messages in order: once a request after
+	// the subscriptions is answered, a refusal would have arrived first.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Request(ctx, "svc", nil); err == nil {
+		return nil
+	}
+	select {
+	case <-c.Done():
+		return c.Err()
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// requestFromAll checks that every daemon reaches cluster.
+func requestFromAll(t *testing.T, ds []*daemon.Daemon, cluster string) {
+	t.Helper()
+	for _, d := range ds {
+		waitMembers(t, d, cluster, 1)
+		c := connect(t, d)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rep, err := c.Request(ctx, cluster, []byte("ping"))
+		cancel()
+		if err != nil || string(rep) != "pong" {
+			t.Fatalf("request to %s from %s: %q, %v", cluster, d.Overlay().ID(), rep, err)
+		}
+	}
+}
+
+// TestInterestFloodRefused: one app subscribing 300 topics with 64 KiB
+// names is refused past its limit with a clear error; apps together cannot
+// fill the table beyond the daemon's limit either; and services
+// registered afterwards are reachable from every daemon, because the
+// table still fits and propagates.
+func TestInterestFloodRefused(t *testing.T) {
+	leakcheck.Check(t)
+	ds := startNet(t, 3)
+	a := ds[0]
+	pong := sdk.HandlerFunc(func(context.Context, []byte) ([]byte, error) { return []byte("pong"), nil })
+	register(t, a, "svc", pong, nil)
+
+	err := floodInterest(t, connect(t, a), "one", 300)
+	if err == nil || !strings.Contains(err.Error(), "iris: subscriptions exceed this app's limit of 1048576 bytes of topic names (-max-app-interest)") {
+		t.Fatalf("flooding app: err %v, want the per-app limit's reason", err)
+	}
+	register(t, a, "svc1", pong, nil)
+	requestFromAll(t, ds, "svc1")
+
+	// Many apps, each under its own limit: the daemon's topic share fills,
+	// and the app that meets it is told so.
+	var full error
+	for i := range 8 {
+		c := connect(t, a)
+		if err := floodInterest(t, c, fmt.Sprint("many", i), 15); err != nil {
+			full = err
+			break
+		}
+	}
+	if full == nil || !strings.Contains(full.Error(), "table of services and subscriptions is full (-max-interest)") {
+		t.Fatalf("apps filling the table: err %v, want the daemon limit's reason", full)
+	}
+	register(t, a, "svc2", pong, nil)
+	requestFromAll(t, ds, "svc2")
+	st := a.Cluster().Stats()
+	t.Logf("interest table %d bytes, refused %d, table send failures %d", st.InterestBytes, st.InterestRefused, st.TableFailures)
+	if st.TableFailures != 0 {
+		t.Fatalf("%d interest tables failed to send", st.TableFailures)
+	}
+}
