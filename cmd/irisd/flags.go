@@ -48,6 +48,7 @@ type rawFlags struct {
 	relay                               int
 	maxMessage, appQueue, maxApps       int
 	memberCapacity                      int
+	mem                                 memoryFlags // limits.go
 }
 
 const usageText = `Usage:
@@ -59,6 +60,8 @@ Environment (used when the flag is not given; ignored with -dev):
   IRIS_NET   network name (-net)
   IRIS_KEY   the network key itself, base64 (-key takes a file instead)
   IRIS_JOIN  comma-separated seeds (-join)
+  IRIS_APP_MEMORY, IRIS_MESSAGE_TIMEOUT, IRIS_MAX_REPLY_BYTES, IRIS_MAX_APP_INTEREST,
+  IRIS_MAX_INTEREST, IRIS_MAX_PENDING   the limits of the same flags
 
 Flags:
 `
@@ -84,6 +87,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
+	r.mem.add(fs)
 	return fs
 }
 
@@ -150,6 +154,9 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	if r.relay < 0 || r.relay > 65535 {
 		return fmt.Errorf("-relay %d: want a port in 1..65535, or 0 to disable", r.relay)
 	}
+	if err := r.mem.fromEnv(set, getenv); err != nil {
+		return err
+	}
 	return r.applyLimits(c)
 }
 
@@ -180,7 +187,7 @@ func (r *rawFlags) applyLimits(c *daemon.Config) error {
 		cc.MemberCapacity = r.memberCapacity
 	}
 	c.Cluster = cc
-	return nil
+	return r.mem.apply(c)
 }
 
 // loadKey sets the network key from -key, else $IRIS_KEY, else (with -dev)

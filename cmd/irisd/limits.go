@@ -1,0 +1,88 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/daemon"
+)
+
+// memoryFlags are the limits that bound what apps can make the daemon hold
+// (see docs/operations.md, "Limits and budgets"). Each may also be set in
+// the environment as IRIS_ and the flag's name in capitals with
+// underscores (-app-memory: IRIS_APP_MEMORY); a flag given wins. Zero keeps
+// the default.
+type memoryFlags struct {
+	appMemory, maxReplyBytes, maxAppInterest, maxInterest, maxPending int
+	messageTimeout                                                    time.Duration
+}
+
+// add registers the flags on fs.
+func (m *memoryFlags) add(fs *flag.FlagSet) {
+	fs.IntVar(&m.appMemory, "app-memory", 0, "`BYTES` all app connections together may hold beyond 64 KiB each: queued messages and partly received ones (default 128 MiB; $IRIS_APP_MEMORY)")
+	fs.DurationVar(&m.messageTimeout, "message-timeout", 0, "how long an app may stall in the middle of sending a message before it is disconnected (default 30s; $IRIS_MESSAGE_TIMEOUT)")
+	fs.IntVar(&m.maxReplyBytes, "max-reply-bytes", 0, "`BYTES` of replies queued per app; beyond, a reply becomes a fault (default 64 MiB; $IRIS_MAX_REPLY_BYTES)")
+	fs.IntVar(&m.maxAppInterest, "max-app-interest", 0, "`BYTES` of topic names one app may subscribe to (default 1 MiB; $IRIS_MAX_APP_INTEREST)")
+	fs.IntVar(&m.maxInterest, "max-interest", 0, "`BYTES` of cluster names and topics this daemon announces to the network (default 4 MiB; $IRIS_MAX_INTEREST)")
+	fs.IntVar(&m.maxPending, "max-pending", 0, "requests from this daemon's apps in flight at once, all apps together (default 262144; $IRIS_MAX_PENDING)")
+}
+
+// envName is the environment variable of flag name.
+func envName(name string) string {
+	return "IRIS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// fromEnv fills the flags not given from the environment.
+func (m *memoryFlags) fromEnv(set map[string]bool, getenv func(string) string) error {
+	for name, p := range map[string]*int{"app-memory": &m.appMemory, "max-reply-bytes": &m.maxReplyBytes,
+		"max-app-interest": &m.maxAppInterest, "max-interest": &m.maxInterest, "max-pending": &m.maxPending} {
+		if v := getenv(envName(name)); v != "" && !set[name] {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a number", envName(name), v)
+			}
+			*p = n
+		}
+	}
+	if v := getenv(envName("message-timeout")); v != "" && !set["message-timeout"] {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: want a duration such as 30s", envName("message-timeout"), v)
+		}
+		m.messageTimeout = d
+	}
+	return nil
+}
+
+// apply sets the limits given on c's relay and cluster configs, which
+// must be set.
+func (m *memoryFlags) apply(c *daemon.Config) error {
+	for name, v := range map[string]int{"-app-memory": m.appMemory, "-max-reply-bytes": m.maxReplyBytes,
+		"-max-app-interest": m.maxAppInterest, "-max-interest": m.maxInterest, "-max-pending": m.maxPending,
+		"-message-timeout": int(m.messageTimeout)} {
+		if v < 0 {
+			return fmt.Errorf("%s %d: want a positive number", name, v)
+		}
+	}
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&c.Relay.MemoryBudget, m.appMemory)
+	set(&c.Relay.MaxReplyBytes, m.maxReplyBytes)
+	set(&c.Relay.MaxAppInterest, m.maxAppInterest)
+	set(&c.Cluster.MaxPendingRequests, m.maxPending)
+	if m.maxInterest > cluster.MaxInterestBytesLimit {
+		return fmt.Errorf("-max-interest %d: at most %d", m.maxInterest, cluster.MaxInterestBytesLimit)
+	}
+	set(&c.Cluster.MaxInterestBytes, m.maxInterest)
+	if m.messageTimeout > 0 {
+		c.Relay.MessageTimeout = m.messageTimeout
+	}
+	return nil
+}
