@@ -138,6 +138,7 @@ func newCollector(d *Daemon) *collector {
 			counter("conns_refused_busy_total", "Inbound connections closed because too many handshakes were pending.", func(s overlay.Stats) uint64 { return s.ConnsRefusedBusy }),
 			counter("handshakes_evicted_total", "Pending inbound connections closed to admit newer ones (idle or slow first).", func(s overlay.Stats) uint64 { return s.HandshakesEvicted }),
 			counter("handshakes_timed_out_total", "Inbound connections that sent nothing, stalled, or closed before their first record.", func(s overlay.Stats) uint64 { return s.HandshakesTimedOut }),
+			counter("node_id_conflicts_total", "Daemons seen claiming a node id that is alive at another address.", func(s overlay.Stats) uint64 { return s.NodeIDConflicts }),
 			counter("log_lines_suppressed_total", "Membership log lines dropped by the rate limit (mostly malformed or foreign packets).", func(s overlay.Stats) uint64 { return s.LogLinesSuppressed }),
 		},
 		links: prometheus.NewDesc("iris_overlay_links", "Data links currently up.", nil, nil),

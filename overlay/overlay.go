@@ -45,6 +45,7 @@ type Overlay struct {
 	closeOnce  sync.Once
 	lifeMu     sync.Mutex     // serializes Leave and Close
 	logState   bridgeState    // memberlist's log lines are dropped once stopped
+	conflict   idConflict     // node id conflicts (conflict.go)
 	wg         sync.WaitGroup // every goroutine but the transport's
 
 	metaMu sync.Mutex // protects following
@@ -89,6 +90,7 @@ func New(cfg *Config) (*Overlay, error) {
 		members:    make(map[string]*member),
 		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
 	}
+	o.conflict.fatal = make(chan error, 1)
 	o.events = newEventQueue(o)
 	tcp, udp, err := listen(c.ListenAddr)
 	if err != nil {
@@ -124,6 +126,7 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.Transport = o.tr
 	c.Delegate = (*mlDelegate)(o)
 	c.Events = (*mlEvents)(o)
+	c.Conflict = (*mlConflict)(o)
 	c.SecretKey = crypto.DeriveGossipKey(o.cfg.Key, o.cfg.Network)
 	c.Label = crypto.DeriveLabel(o.cfg.Key, o.cfg.Network)
 	o.tr.mlLog.w = logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}
@@ -171,7 +174,11 @@ func (o *Overlay) Join(addrs []string) (int, error) {
 	if len(norm) == 0 {
 		return 0, nil
 	}
+	o.joinStarted()
 	n, err := o.ml.Join(norm)
+	if cerr := o.joinDone(n > 0); cerr != nil {
+		return n, cerr
+	}
 	if n > 0 {
 		err = nil
 	}
@@ -473,6 +480,7 @@ type Stats struct {
 	// timed out or were closed before their first record.
 	HandshakesEvicted, HandshakesTimedOut uint64
 	LogLinesSuppressed                    uint64 // memberlist log lines dropped by the rate limit
+	NodeIDConflicts                       uint64 // nodes seen claiming a node id alive at another address
 	Links                                 int
 }
 
@@ -495,6 +503,7 @@ func (o *Overlay) Stats() Stats {
 		HandshakesTimedOut: o.tr.adm.idleTimeouts.Load() + o.tr.adm.recordTimeouts.Load() +
 			o.tr.adm.handshakeErrors.Load(),
 		LogLinesSuppressed: o.tr.mlLog.suppressed.Load(),
+		NodeIDConflicts:    o.conflict.count.Load(),
 	}
 	o.mu.RLock()
 	for _, p := range o.peers {

@@ -68,7 +68,14 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 		log.Error().Err(err).Msg("cannot start")
 		return exitError
 	}
-	sig := <-sigCh
+	var sig os.Signal
+	select {
+	case sig = <-sigCh:
+	case <-d.Failed():
+		log.Error().Err(d.Err()).Msg("irisd stopped")
+		_ = d.Close()
+		return exitError
+	}
 	log.Info().Stringer("signal", sig).Dur("timeout", shutdownTimeout).
 		Msg("shutting down gracefully; send the signal again to exit at once")
 	go func() {
