@@ -178,8 +178,10 @@ func TestEmptyClusterTimesOutAtDeadline(t *testing.T) {
 	if res.Status != StatusTimeout {
 		t.Fatalf("got %+v", res)
 	}
-	if el < 150*time.Millisecond || el > 170*time.Millisecond {
-		t.Fatalf("timed out after %v, want 150ms ±20ms", el)
+	// Not before the deadline; after it, only as late as a busy machine
+	// makes it. TestDeadlinesOnAFakeClock checks the exact instant.
+	if el < 150*time.Millisecond || el > 150*time.Millisecond+3*time.Second {
+		t.Fatalf("timed out after %v, want 150ms (plus scheduling delay)", el)
 	}
 }
 

@@ -172,8 +172,10 @@ func TestRequestTimeoutNoMember(t *testing.T) {
 	start := time.Now()
 	cli.request(1, "nobody", "x", uint64(timeout/time.Millisecond))
 	cli.expectReply(api.Message{ID: 1, TimedOut: true})
-	if el := time.Since(start); el < timeout || el > timeout+20*time.Millisecond {
-		t.Fatalf("timed out after %v, want %v (+20ms)", el, timeout)
+	// Never early; late only by a busy machine's scheduling delay (the
+	// cluster's fake-clock tests check the exact instant).
+	if el := time.Since(start); el < timeout || el > timeout+3*time.Second {
+		t.Fatalf("timed out after %v, want %v", el, timeout)
 	}
 	// A timeout of 0 counts as 1 ms.
 	cli.request(2, "nobody", "x", 0)
@@ -690,6 +692,9 @@ func TestMaxConns(t *testing.T) {
 	roundTrip(t, cli, svc, "svc", 1)
 	cli.send(api.Message{Op: api.OpClose})
 	cli.expectOp(api.OpClose)
+	// Hang up as an app does after CLOSE; otherwise the daemon keeps the
+	// slot for up to HandshakeTimeout, waiting for it to.
+	cli.nc.Close()
 	waitFor(t, "the slot to free", func() bool { return d.srv.Stats().Conns == 1 })
 	again := connect(t, d, "")
 	roundTrip(t, again, svc, "svc", 2)

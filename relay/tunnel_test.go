@@ -125,7 +125,7 @@ func TestTunnelToEmptyCluster(t *testing.T) {
 	start := time.Now()
 	cli.sendHex("09 01 03737663 64") // 100 ms
 	cli.expectHex("0a 01 01")
-	if el := time.Since(start); el < 100*time.Millisecond || el > 150*time.Millisecond {
-		t.Fatalf("timed out after %v, want 100ms", el)
+	if el := time.Since(start); el < 100*time.Millisecond || el > 100*time.Millisecond+3*time.Second {
+		t.Fatalf("timed out after %v, want 100ms (plus scheduling delay)", el)
 	}
 }
