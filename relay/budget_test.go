@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,30 +44,51 @@ func TestStalledMessageTimesOut(t *testing.T) {
 }
 
 // TestPartialMessagesBoundedByBudget: partly sent messages draw on the
-// budget (past 256 KiB each, only its first half); the one that does not
-// fit is refused with a reason, the budget
-// is given back when they end, and small messages of other apps still
-// pass while it is full.
+// read half of the budget; an app sending a large message briskly when it
+// is full takes the budget of an app stalled mid-message, which gets CLOSE
+// with the reason; the budget is given back when they end, and small
+// messages of other apps pass meanwhile.
 func TestPartialMessagesBoundedByBudget(t *testing.T) {
 	leakcheck.Check(t)
-	d := startDaemon(t, func(c *relay.Config) { c.MemoryBudget = 8 << 20 })
+	d := startDaemon(t, func(c *relay.Config) { c.MemoryBudget = 8 << 20 }) // 4 MiB for partial messages
 	svc := connect(t, d, "svc")
 	cli := connect(t, d, "")
 	var holders []*client
 	for range 2 {
 		h := connect(t, d, "")
-		h.startPublish(8<<20, 3<<19)
+		h.startPublish(16<<20, 768<<10)
 		holders = append(holders, h)
 	}
-	waitFor(t, "two partial messages charged", func() bool { return d.srv.Stats().MemoryUsed >= 2<<20 })
-	over := connect(t, d, "")
-	go over.startPublish(8<<20, 2<<20) // the daemon stops reading it
-	over.expectRefused(api.OpClose, "iris: daemon memory budget for apps exhausted")
+	waitFor(t, "two partial messages charged", func() bool { return d.srv.Stats().MemoryUsed >= 2*(768-64)<<10 })
 	roundTrip(t, cli, svc, "svc", 1)
-	waitFor(t, "refusal counted", func() bool {
+	sub := connect(t, d, "")
+	sub.send(api.Message{Op: api.OpSubscribe, Topic: "t"})
+	roundTrip(t, sub, svc, "svc", 2) // the subscription is in place
+	// 3 MiB fits only once one stalled message is evicted.
+	brisk := connect(t, d, "")
+	event := make([]byte, 3<<20)
+	brisk.send(api.Message{Op: api.OpPublish, Topic: "t", Payload: event})
+	sub.expectPublish("t", string(event))
+	waitFor(t, "one refusal counted", func() bool {
 		st := d.srv.Stats()
 		return st.BudgetClosed == 1 && st.BudgetRefusals > 0
 	})
+	// The CLOSE was written before the refusal was counted.
+	refused := 0
+	for _, h := range holders {
+		_ = h.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		var m api.Message
+		h.br = nil
+		if err := api.NewDecoder(h.nc, api.Limits{}).ReadDaemon(&m); err == nil {
+			if m.Op != api.OpClose || !strings.Contains(m.Fault, "iris: daemon memory budget for apps exhausted") {
+				t.Fatalf("holder got %s %q", m.Op, m.Fault)
+			}
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Fatalf("%d stalled apps told of the budget, want 1", refused)
+	}
 	for _, h := range holders {
 		h.nc.Close()
 	}
@@ -74,14 +96,14 @@ func TestPartialMessagesBoundedByBudget(t *testing.T) {
 }
 
 // TestNeverReadingSubscriberBoundedByBudget: events for a subscriber that
-// never reads stop at half the budget (and are counted), and a subscriber
-// that reads keeps getting them from the other half.
+// never reads stop at half the queue budget (and are counted), and a
+// subscriber that reads keeps getting them from the other half.
 
 const lowTier = 256 << 10
 
 func TestNeverReadingSubscriberBoundedByBudget(t *testing.T) {
 	leakcheck.Check(t)
-	d := startDaemon(t, func(c *relay.Config) { c.MemoryBudget = 4 << 20 })
+	d := startDaemon(t, func(c *relay.Config) { c.MemoryBudget = 8 << 20 }) // 4 MiB for queues
 	deaf := connect(t, d, "")
 	deaf.send(api.Message{Op: api.OpSubscribe, Topic: "t"})
 	good := connect(t, d, "")
@@ -96,6 +118,7 @@ func TestNeverReadingSubscriberBoundedByBudget(t *testing.T) {
 			continue
 		}
 		if used := d.srv.Stats().MemoryUsed; used > 2<<20+lowTier {
+			// half of the 4 MiB for queues, and one event past the tier
 			t.Fatalf("budget overdrawn: %d bytes", used)
 		}
 	}

@@ -74,7 +74,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		srv:       s,
 		nc:        nc,
 		log:       s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger(),
-		q:         newSendQueue(s.cfg.SendQueueLen, s.cfg.SendQueueBytes, s.cfg.MaxReplyBytes, s.cfg.MaxPendingRequests, &s.mem),
+		q:         newSendQueue(s.cfg.SendQueueLen, s.cfg.SendQueueBytes, s.cfg.MaxReplyBytes, s.cfg.MaxPendingRequests, &s.memQueue),
 		subs:      make(map[string]*topicSub),
 		inflight:  make(map[uint64]struct{}),
 		delivered: make(map[uint64]*delivery),

@@ -39,7 +39,8 @@ type Server struct {
 
 	shutdownCh chan struct{} // closed when Shutdown or Close begins
 	stats      counters
-	mem        budget        // Config.MemoryBudget
+	memQueue   budget        // half of Config.MemoryBudget, for what is queued for apps
+	memRead    budget        // the other half, for partly received messages
 	denySem    chan struct{} // bounds connections being refused with DENY
 
 	mu        sync.Mutex // protects following
@@ -75,7 +76,8 @@ func New(cfg *Config, node *cluster.Node) (*Server, error) {
 		c.Limits.MaxStringLen = def.MaxStringLen
 	}
 	return &Server{
-		mem:        budget{limit: int64(c.MemoryBudget)},
+		memQueue:   budget{limit: int64(c.MemoryBudget / 2)},
+		memRead:    budget{limit: int64(c.MemoryBudget - c.MemoryBudget/2)},
 		denySem:    make(chan struct{}, maxDenying),
 		cfg:        c,
 		log:        c.Logger.With().Str("component", "relay").Logger(),
@@ -345,8 +347,8 @@ func (s *Server) Close() error {
 // Stats returns the Server's counters, for the status page and metrics.
 func (s *Server) Stats() Stats {
 	st := s.stats.snapshot()
-	st.MemoryUsed = int(s.mem.used.Load())
-	st.BudgetRefusals = s.mem.refused.Load()
+	st.MemoryUsed = int(s.memQueue.used.Load() + s.memRead.used.Load())
+	st.BudgetRefusals = s.memQueue.refused.Load() + s.memRead.refused.Load()
 	return st
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -85,4 +86,23 @@ func (m *memoryFlags) apply(c *daemon.Config) error {
 		c.Relay.MessageTimeout = m.messageTimeout
 	}
 	return nil
+}
+
+// softMemoryLimitExtra is what irisd's soft memory limit allows beyond the
+// app memory budget: the runtime, the overlay and cluster layers, buffers
+// and garbage not collected yet.
+const softMemoryLimitExtra = 64 << 20
+
+// setSoftMemoryLimit makes the garbage collector keep the heap near the
+// app memory budget plus softMemoryLimitExtra (see runtime/debug's
+// SetMemoryLimit), so that garbage does not double the resident memory
+// under a flood of large messages. GOMEMLIMIT, if set, wins. It returns
+// the limit set, or 0.
+func setSoftMemoryLimit(c *daemon.Config, getenv func(string) string) int64 {
+	if getenv("GOMEMLIMIT") != "" || c.Relay == nil {
+		return 0
+	}
+	limit := int64(c.Relay.MemoryBudget) + softMemoryLimitExtra
+	debug.SetMemoryLimit(limit)
+	return limit
 }

@@ -57,6 +57,9 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	}
 	log := newLogger(stderr, opts.logLevel)
 	opts.cfg.Logger = log
+	if limit := setSoftMemoryLimit(opts.cfg, getenv); limit > 0 {
+		log.Debug().Int64("bytes", limit).Msg("soft memory limit set (GOMEMLIMIT overrides)")
+	}
 	if opts.ephemeralKey {
 		log.Info().Msg("dev mode: generated an ephemeral network key; only this process knows it")
 	}
