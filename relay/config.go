@@ -92,14 +92,18 @@ type Config struct {
 	MaxConns int
 
 	// MemoryBudget bounds the bytes all app connections together may hold
-	// beyond a 64 KiB allowance each: payloads queued for apps until they
-	// are written (broadcasts, events, delivered requests, replies) and the
-	// bytes of messages partly received from apps. What does not fit is
-	// refused and counted: broadcasts and events are dropped, a request
-	// goes to another member, a reply becomes a fault, and an app whose
-	// partly sent message does not fit gets CLOSE("iris: daemon memory
-	// budget for apps exhausted ..."). Default 128 MiB. Tunnel data is
-	// bounded per connection by TunnelQueueBytes instead.
+	// beyond a 64 KiB allowance each: half for payloads queued for apps
+	// until they are written (broadcasts, events, delivered requests,
+	// replies), half for the bytes of messages partly received from apps.
+	// What does not fit is refused and counted: broadcasts and events are
+	// dropped, a request goes to another member, a reply becomes a fault,
+	// and a partly sent message takes the budget of an app stalled
+	// mid-message (which gets CLOSE("iris: daemon memory budget for apps
+	// exhausted ...")) or, if none has stalled, waits a few seconds for
+	// room and then gets that CLOSE itself. Apps that hold much already, or
+	// whose message has been slow to arrive, may use only half of each
+	// half, so they cannot starve the others. Default 128 MiB. Tunnel data
+	// is bounded per connection by TunnelQueueBytes instead.
 	MemoryBudget int
 
 	// MessageTimeout bounds how long an app that has begun sending a
