@@ -41,6 +41,21 @@ const freeAllowance = 64 << 10
 // connections that keep up.
 const lowTierAfter = 256 << 10
 
+// maxChargedRead bounds one read from an app's socket: what a read brings
+// in is charged after it.
+const maxChargedRead = 256 << 10
+
+// partialCost is what got bytes of a partly received message cost in the
+// budget: the Decoder grows a large message's buffer by doubling as it
+// arrives, so it may hold up to twice what has arrived.
+func partialCost(got int) int { return max(2*(got-freeReadAllowance), 0) }
+
+// freeReadAllowance is what a connection may have read of messages not
+// decoded yet without drawing on the budget: a message of up to 64 KiB
+// plus the read-ahead of the Decoder's 64 KiB buffer, so that apps sending
+// messages of up to 64 KiB never wait for the budget.
+const freeReadAllowance = 128 << 10
+
 // stallGrace is how long a connection may go without receiving a byte of
 // a message it has begun before another's partly received message may
 // take its budget.
@@ -175,7 +190,8 @@ func (r *appReader) Read(p []byte) (int, error) {
 			r.deadline = false
 		}
 	}
-	n, err := c.nc.Read(p)
+	// Small reads keep what is received but not yet charged small.
+	n, err := c.nc.Read(p[:min(len(p), maxChargedRead)])
 	if n > 0 {
 		now := time.Now()
 		if !r.mid {
@@ -184,7 +200,7 @@ func (r *appReader) Read(p []byte) (int, error) {
 		r.mid = true
 		r.progress.Store(now.UnixNano())
 		r.got += n
-		if over := r.got - freeAllowance - int(r.charged.Load()); over > 0 {
+		if over := partialCost(r.got) - int(r.charged.Load()); over > 0 {
 			if !r.charge(over, now.Sub(r.start) > stallGrace) {
 				return n, errMemoryBudget
 			}

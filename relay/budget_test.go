@@ -50,7 +50,8 @@ func TestStalledMessageTimesOut(t *testing.T) {
 // messages of other apps pass meanwhile.
 func TestPartialMessagesBoundedByBudget(t *testing.T) {
 	leakcheck.Check(t)
-	d := startDaemon(t, func(c *relay.Config) { c.MemoryBudget = 8 << 20 }) // 4 MiB for partial messages
+	// 8 MiB for partial messages, which cost twice what has arrived.
+	d := startDaemon(t, func(c *relay.Config) { c.MemoryBudget = 16 << 20 })
 	svc := connect(t, d, "svc")
 	cli := connect(t, d, "")
 	var holders []*client

@@ -65,7 +65,8 @@ func dialRaw(t *testing.T, addr, clusterName string) *rawApp {
 // TestMemoryBoundUnderAbuse runs a real irisd with default limits against
 // 32 apps that each send 15 MiB of a 16 MiB message and stall, and 16
 // subscribers that never read while a publisher floods their topic. The
-// daemon's RSS stays under rssBound and other apps keep being served.
+// daemon's RSS stays under rssBound and other apps keep being served: a
+// client calling a service, and a subscriber that reads.
 func TestMemoryBoundUnderAbuse(t *testing.T) {
 	needBinary(t)
 	dir := t.TempDir()
@@ -141,13 +142,24 @@ func TestMemoryBoundUnderAbuse(t *testing.T) {
 			}
 		})
 	}
-	// A publisher flooding the deaf subscribers' topic with 1 MiB events.
+	// A subscriber that reads, beside the deaf ones.
+	reader, err := sdk.Connect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	var received atomic.Int64
+	if err := reader.Subscribe(context.Background(), "flood", sdk.TopicHandlerFunc(func([]byte) { received.Add(1) }), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A publisher flooding the topic with 60 KiB events: each message fits
+	// an app's own allowance, so the flood goes on whatever the budget.
 	pub, err := sdk.Connect(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	event := make([]byte, 1<<20)
+	event := make([]byte, 60<<10)
 	floodUntil := time.Now().Add(8 * time.Second)
 	published := 0
 	for time.Now().Before(floodUntil) {
@@ -169,8 +181,11 @@ func TestMemoryBoundUnderAbuse(t *testing.T) {
 	sampler.Wait()
 
 	metrics := scrape(t, p)
-	t.Logf("irisd RSS: %d MiB at start, peak %d MiB under abuse (bound %d MiB; busy machine); %d MiB events published; requests ok %d (%d before the flood ended), faults %d, timeouts %d",
-		base>>20, peak.Load()>>20, rssBound>>20, published, load.ok.Load(), okBefore, load.faults.Load(), load.timeouts.Load())
+	t.Logf("irisd RSS: %d MiB at start, peak %d MiB under abuse (bound %d MiB; busy machine); %d events of 60 KiB published, %d received by the reading subscriber; requests ok %d (%d before the flood ended), faults %d, timeouts %d",
+		base>>20, peak.Load()>>20, rssBound>>20, published, received.Load(), load.ok.Load(), okBefore, load.faults.Load(), load.timeouts.Load())
+	if received.Load() == 0 {
+		t.Error("the subscriber that reads received no event")
+	}
 	t.Logf("metrics: %s", metrics)
 	if peak.Load() > rssBound {
 		t.Errorf("irisd RSS peaked at %d MiB, over the %d MiB bound", peak.Load()>>20, rssBound>>20)
