@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,4 +214,36 @@ func scrape(t *testing.T, p *proc) string {
 		}
 	}
 	return strings.Join(out, "; ")
+}
+
+// TestDuplicateNodeIDExits: irisd started with a node id that is alive in
+// the network exits with status 1 and says why; the daemon holding the id
+// logs the attempt and keeps running.
+func TestDuplicateNodeIDExits(t *testing.T) {
+	needBinary(t)
+	dir := t.TempDir()
+	keyFile, _ := writeKey(t, dir, "net.key")
+	a := newNode(t, "a")
+	pa := startIrisd(t, "a", a.status, nil, a.args("-net", "test", "-key", keyFile)...)
+	waitFor(t, 15*time.Second, "a up", func() bool { _, ok := pa.getStatus(); return ok })
+	dup := newNode(t, "a")
+	pd := startIrisd(t, "dup", dup.status, nil, dup.args("-net", "test", "-key", keyFile, "-join", a.listen)...)
+	select {
+	case <-pd.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the duplicate did not exit")
+	}
+	if code := exitCode(pd.err); code != exitError {
+		t.Fatalf("duplicate exited with %d, want %d", code, exitError)
+	}
+	if !strings.Contains(pd.stderr.String(), "node id already in use in the network") {
+		t.Errorf("the duplicate's log does not say why:\n%s", pd.stderr.String())
+	}
+	waitFor(t, 5*time.Second, "a to log the attempt", func() bool {
+		return strings.Contains(pa.stderr.String(), "another daemon tried to join with our node id")
+	})
+	if _, ok := pa.getStatus(); !ok {
+		t.Fatal("a stopped serving")
+	}
+	pa.stop(t, syscall.SIGTERM)
 }
