@@ -74,7 +74,7 @@ type Config struct {
 
 	// FirstMessageTimeout bounds how long an inbound TCP connection may stay
 	// silent before its first handshake bytes; a real daemon sends them as
-	// soon as it has connected. Default 1s (capped by HandshakeTimeout).
+	// soon as it has connected. Default 2s (capped by HandshakeTimeout).
 	// Lower sheds idle connections sooner; too low fails peers whose first
 	// packet is lost and retransmitted.
 	FirstMessageTimeout time.Duration
@@ -169,7 +169,7 @@ func DefaultConfig() *Config {
 		SendQueueLen:         8192,
 		SendQueueBytes:       64 << 20,
 		HandshakeTimeout:     5 * time.Second,
-		FirstMessageTimeout:  time.Second,
+		FirstMessageTimeout:  2 * time.Second,
 		MaxPendingHandshakes: 128,
 
 		MaxPendingHandshakesPerIP: 32,
