@@ -123,13 +123,20 @@ func (a *admission) admit(conn *net.TCPConn, now time.Time, first, total time.Du
 // empty, else from anyone; the earliest stage, then the oldest.
 func (a *admission) victimLocked(ip string) *pendingConn {
 	var best *pendingConn
+	bestStage := int32(stageRecord + 1)
 	for _, c := range a.list { // oldest first
 		if ip != "" && c.ip != ip {
 			continue
 		}
-		if best == nil || c.stage.Load() < best.stage.Load() {
-			best = c
-			if best.stage.Load() == stageIdle {
+		st := c.stage.Load()
+		if st == stageIdle && hasData(c.TCPConn) {
+			// Its goroutine has not run yet (a busy machine), but its first
+			// message has arrived: not idle.
+			st = stageHandshake
+		}
+		if st < bestStage {
+			best, bestStage = c, st
+			if st == stageIdle {
 				break
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -161,6 +162,31 @@ func TestPerIPLimitAndEvictionOrder(t *testing.T) {
 	a.release(done) // idempotent
 	if got := a.pending(); got != 2 {
 		t.Fatalf("%d pending after release, want 2", got)
+	}
+
+	// A connection whose goroutine has not read yet but whose first bytes
+	// have arrived is not idle: the truly idle one goes, though newer.
+	if runtime.GOOS == "windows" {
+		return // no peeking there (peek_other.go)
+	}
+	b := newAdmission(2, 2)
+	cl, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	sv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sv.Close()
+	cl.Write([]byte{0, 48})
+	waitFor(t, 5*time.Second, "bytes arrived", func() bool { return hasData(sv.(*net.TCPConn)) })
+	sent := b.admit(sv.(*net.TCPConn), now, time.Hour, time.Hour)
+	silent := b.admit(conns(), now, time.Hour, time.Hour)
+	b.admit(conns(), now, time.Hour, time.Hour)
+	if sent.evicted.Load() || !silent.evicted.Load() {
+		t.Fatalf("evicted: sent %v, silent %v; want the silent one", sent.evicted.Load(), silent.evicted.Load())
 	}
 }
 
