@@ -73,6 +73,11 @@ func (n *Node) markDirtyLocked() {
 	}
 }
 
+// tablePushRate bounds the bytes per second of interest tables pushed to
+// each peer: a 4 MiB table (the default limit) waits 250 ms before the
+// next push, a table of a few KiB not at all.
+const tablePushRate = 16 << 20
+
 // tableLoop pushes the local table to every known daemon whenever it
 // changes (bursts coalesce) and publishes its version in gossip, which
 // lets daemons that missed a push pull it.
@@ -103,6 +108,18 @@ func (n *Node) tableLoop() {
 			}
 		}
 		ov.SetAppVersion(t.Version)
+		// Pace large tables: changes meanwhile coalesce into the next push,
+		// so an app toggling a subscription beside many long names cannot
+		// make this daemon send more than tablePushRate to each peer.
+		if pause := time.Duration(len(b)) * time.Second / tablePushRate; pause > time.Millisecond {
+			timer := time.NewTimer(pause)
+			select {
+			case <-timer.C:
+			case <-n.shutdownCh:
+				timer.Stop()
+				return
+			}
+		}
 	}
 }
 
