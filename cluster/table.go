@@ -123,7 +123,9 @@ func (n *Node) tableLoop() {
 	}
 }
 
-// sendTable answers a table request.
+// sendTable answers a table request. A large table is left to the paced
+// pusher, which sends the current one to every peer soon, so that pulls
+// cannot get around its pacing.
 func (n *Node) sendTable(to string) {
 	n.mu.RLock()
 	t := n.localTableLocked()
@@ -132,6 +134,13 @@ func (n *Node) sendTable(to string) {
 	b, err := t.encode()
 	if err != nil {
 		n.tableFailed(to, err, 0)
+		return
+	}
+	if len(b) > tablePushRate/1000 { // it would pause the pusher over a millisecond
+		select {
+		case n.tableCh <- struct{}{}:
+		default: // a push is due anyway
+		}
 		return
 	}
 	if err := ov.Send(to, overlay.Control, []byte{byte(fTable)}, b); err != nil {

@@ -95,3 +95,40 @@ func TestInterestFloodRefused(t *testing.T) {
 		t.Fatalf("%d interest tables failed to send", st.TableFailures)
 	}
 }
+
+// TestInterestToggleIsPaced: an app toggling a subscription every 10 ms
+// beside 3 MiB of long topic names cannot make its daemon send much more
+// than the table push rate (16 MiB/s) to a peer.
+func TestInterestToggleIsPaced(t *testing.T) {
+	leakcheck.Check(t)
+	ds := startNet(t, 2)
+	a := ds[0]
+	pong := sdk.HandlerFunc(func(context.Context, []byte) ([]byte, error) { return []byte("pong"), nil })
+	register(t, a, "svc", pong, nil)
+	for i := range 3 {
+		if err := floodInterest(t, connect(t, a), fmt.Sprint("big", i), 15); err != nil {
+			t.Fatalf("app %d: %v", i, err)
+		}
+	}
+	toggler := connect(t, a)
+	nop := sdk.TopicHandlerFunc(func([]byte) {})
+	before := a.Overlay().Stats().BytesOut
+	start := time.Now()
+	for time.Since(start) < 3*time.Second {
+		if err := toggler.Subscribe(context.Background(), "toggle", nop, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // the attacker's pace
+		if err := toggler.Unsubscribe(context.Background(), "toggle"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	el := time.Since(start)
+	sent := a.Overlay().Stats().BytesOut - before
+	t.Logf("%d MiB sent to the peer in %v while toggling beside %d KiB of interest (busy machine)",
+		sent>>20, el.Round(time.Millisecond), a.Cluster().Stats().InterestBytes>>10)
+	if limit := uint64(el.Seconds()*16+8) << 20; sent > limit {
+		t.Fatalf("sent %d MiB in %v, want at most %d MiB", sent>>20, el, limit>>20)
+	}
+}
