@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/iris-mesh/iris/daemon"
 	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/relay"
 	"github.com/iris-mesh/iris/sdk"
 )
 
@@ -131,4 +133,32 @@ func TestInterestToggleIsPaced(t *testing.T) {
 	if limit := uint64(el.Seconds()*16+8) << 20; sent > limit {
 		t.Fatalf("sent %d MiB in %v, want at most %d MiB", sent>>20, el, limit>>20)
 	}
+}
+
+// TestRefusalsHaveReasons: an app over the daemon's connection limit and
+// a message over its size limit are refused with reasons the SDK reports.
+func TestRefusalsHaveReasons(t *testing.T) {
+	leakcheck.Check(t)
+	d := startNetWith(t, 1, func(c *daemon.Config) {
+		c.Relay = relay.DefaultConfig()
+		c.Relay.MaxConns = 1
+		c.Relay.Limits.MaxMessageLen = 1 << 20
+	})[0]
+	first := connect(t, d)
+	_, err := sdk.Connect(context.Background(), cfgFor(d))
+	var denied *sdk.DeniedError
+	if !errors.As(err, &denied) || !strings.Contains(denied.Reason, "too many app connections: the daemon serves at most 1 (-max-apps)") {
+		t.Fatalf("second app: %v, want DENY with the -max-apps reason", err)
+	}
+	t.Logf("over -max-apps: %v", err)
+	_ = first.Publish(context.Background(), "t", make([]byte, 2<<20))
+	select {
+	case <-first.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed after an oversize message")
+	}
+	if err := first.Err(); err == nil || !strings.Contains(err.Error(), "exceeds the daemon's limit of 1048576 bytes (-max-message)") {
+		t.Fatalf("oversize message: %v, want the -max-message reason", err)
+	}
+	t.Logf("over -max-message: %v", first.Err())
 }
