@@ -96,6 +96,7 @@ type rawFlags struct {
 	maxMessage, appQueue, maxApps       int
 	memberCapacity                      int
 	pprof                               bool
+	mem                                 memoryFlags // limits.go
 }
 
 const usageText = `Usage:
@@ -139,6 +140,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
+	r.mem.add(fs)
 	return fs
 }
 
@@ -245,7 +247,7 @@ func (r *rawFlags) applyLimits(c *daemon.Config) error {
 		cc.MemberCapacity = r.memberCapacity
 	}
 	c.Cluster = cc
-	return nil
+	return r.mem.apply(c)
 }
 
 // loadKey sets the network keys from -key, else $IRIS_KEY, else (with -dev)
