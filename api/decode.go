@@ -207,7 +207,7 @@ func (d *Decoder) length(field string, limit int) (int, bool) {
 		return 0, false
 	}
 	if n > uint64(limit) {
-		d.fail(field, fmt.Errorf("%w: length %d exceeds limit %d", ErrProtocol, n, limit))
+		d.fail(field, fmt.Errorf("%w: %w", ErrProtocol, &TooLargeError{Len: n, Limit: limit}))
 		return 0, false
 	}
 	return int(n), true
@@ -290,4 +290,19 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// Buffered returns how many bytes the Decoder has read ahead of the last
+// decoded message: the start of the next one, if not zero.
+func (d *Decoder) Buffered() int { return d.br.Buffered() }
+
+// TooLargeError is the cause of a decode error (wrapped with ErrProtocol)
+// for a string or binary field longer than the Decoder's Limits allow.
+type TooLargeError struct {
+	Len   uint64 // declared length
+	Limit int    // the limit it exceeds
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("length %d exceeds limit %d", e.Len, e.Limit)
 }

@@ -178,8 +178,10 @@ func TestEmptyClusterTimesOutAtDeadline(t *testing.T) {
 	if res.Status != StatusTimeout {
 		t.Fatalf("got %+v", res)
 	}
-	if el < 150*time.Millisecond || el > 170*time.Millisecond {
-		t.Fatalf("timed out after %v, want 150ms ±20ms", el)
+	// Not before the deadline; after it, only as late as a busy machine
+	// makes it. TestDeadlinesOnAFakeClock checks the exact instant.
+	if el < 150*time.Millisecond || el > 150*time.Millisecond+3*time.Second {
+		t.Fatalf("timed out after %v, want 150ms (plus scheduling delay)", el)
 	}
 }
 
@@ -426,7 +428,7 @@ func TestTooLargeForTheOverlayFaultsAtOnce(t *testing.T) {
 	waitMembers(t, ds[0], "svc", 1)
 	start := time.Now()
 	res := call(ds[0], "svc", string(make([]byte, overlay.DefaultMaxFrameSize+1)), 10*time.Second)
-	if res.Status != StatusFault || time.Since(start) > time.Second {
+	if res.Status != StatusFault || time.Since(start) > 5*time.Second { // the deadline is 10s
 		t.Fatalf("got %+v after %v, want a fault at once", res.Status, time.Since(start))
 	}
 }

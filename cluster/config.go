@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/iris-mesh/iris/overlay"
 )
 
 // Config configures a Node.
@@ -39,7 +41,34 @@ type Config struct {
 	// TunnelCloseDrain bounds how long a closing tunnel keeps trying to
 	// send data its app queued before the close. Default 30s.
 	TunnelCloseDrain time.Duration
+
+	// MaxInterestBytes bounds this daemon's interest table, which every
+	// other daemon holds a copy of: the distinct cluster names served and
+	// topics subscribed here, each counted as its length plus
+	// InterestEntryCost. Register and Subscribe of a new name beyond it
+	// fail with ErrInterestFull; topics may take at most three quarters of
+	// it, so services always find room. Default 4 MiB; at most
+	// MaxInterestBytesLimit, so the table always fits one overlay frame.
+	MaxInterestBytes int
+
+	// MaxPendingRequests bounds the requests originated on this daemon and
+	// not answered yet, all apps together; beyond it Request fails at once
+	// with the fault FaultTooManyPending. Default 262144. Each costs a few
+	// hundred bytes plus its payload, held for retries until answered.
+	MaxPendingRequests int
 }
+
+// InterestEntryCost is what each name costs in MaxInterestBytes beyond its
+// length: a generous bound on its encoding overhead in the table.
+const InterestEntryCost = 32
+
+// MaxInterestBytesLimit is the largest MaxInterestBytes: an encoded table
+// then fits the overlay's smallest default frame with room to spare.
+const MaxInterestBytesLimit = overlay.DefaultMaxFrameSize - 1<<20
+
+// FaultTooManyPending is the fault of a request refused by
+// MaxPendingRequests.
+const FaultTooManyPending = "iris: too many pending requests in this daemon"
 
 // DefaultConfig returns a Config with the defaults.
 func DefaultConfig() *Config {
@@ -51,6 +80,9 @@ func DefaultConfig() *Config {
 		MaxRetries:        2,
 		TunnelWindow:      1 << 20,
 		TunnelCloseDrain:  30 * time.Second,
+
+		MaxInterestBytes:   4 << 20,
+		MaxPendingRequests: 262144,
 	}
 }
 
@@ -65,6 +97,10 @@ func (c *Config) Validate() error {
 		return errors.New("cluster: config: TunnelWindow must be at least 64 KiB and TunnelCloseDrain positive")
 	case c.UnhealthyFor < 0 || c.MaxRetries < 0:
 		return errors.New("cluster: config: UnhealthyFor and MaxRetries must not be negative")
+	case c.MaxInterestBytes < 1 || c.MaxInterestBytes > MaxInterestBytesLimit:
+		return errors.New("cluster: config: MaxInterestBytes must be in 1..MaxInterestBytesLimit")
+	case c.MaxPendingRequests < 1:
+		return errors.New("cluster: config: MaxPendingRequests must be positive")
 	}
 	return nil
 }

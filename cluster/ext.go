@@ -77,6 +77,19 @@ func (n *Node) RegisterNamed(cluster, name string, m Member, capacity int) (*Reg
 	} else if n.nameTakenLocked(cluster, name) {
 		return nil, fmt.Errorf("%w: %q in cluster %q", ErrNameTaken, name, cluster)
 	}
+	// The table carries the cluster's name once and every member's name.
+	_, known := n.local[cluster]
+	if !known {
+		if err := n.addInterestLocked(cluster, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.addInterestLocked(mem.name, false); err != nil {
+		if !known {
+			n.interest -= interestCost(cluster)
+		}
+		return nil, err
+	}
 	cowAdd(n.local, cluster, mem)
 	n.rebuildLocked(cluster)
 	n.markDirtyLocked()

@@ -17,6 +17,9 @@ var (
 	ErrClosed   = errors.New("cluster: closed")
 	ErrBadName  = errors.New("cluster: bad cluster or topic name")
 	ErrNotReady = errors.New("cluster: not started")
+	// ErrInterestFull refuses a new cluster name or topic beyond
+	// Config.MaxInterestBytes.
+	ErrInterestFull = errors.New("cluster: interest table full")
 )
 
 // Overlay is what a Node needs from the overlay below it. *overlay.Overlay
@@ -48,16 +51,18 @@ type Node struct {
 
 	instance uint64 // random per process; see table.Instance
 
-	mu       sync.RWMutex // protects following
-	started  bool
-	closed   bool
-	draining bool                       // see Drain
-	version  uint64                     // local interest table version
-	local    map[string][]*member       // cluster → local members (copy on write)
-	subs     map[string][]*subscription // topic → local subscribers (copy on write)
-	remotes  map[string]*remoteNode     // peer id → what it serves
-	clusters map[string]*targets        // cluster → balancing targets (rebuilt on change)
-	topics   map[string][]*remoteNode   // topic → remote nodes with subscribers
+	mu            sync.RWMutex // protects following
+	started       bool
+	closed        bool
+	draining      bool                       // see Drain
+	version       uint64                     // local interest table version
+	local         map[string][]*member       // cluster → local members (copy on write)
+	subs          map[string][]*subscription // topic → local subscribers (copy on write)
+	remotes       map[string]*remoteNode     // peer id → what it serves
+	clusters      map[string]*targets        // cluster → balancing targets (rebuilt on change)
+	topics        map[string][]*remoteNode   // topic → remote nodes with subscribers
+	interest      int                        // bytes of local names, as MaxInterestBytes counts them
+	topicInterest int                        // of which topics
 
 	tun tunnels
 	ext ext // surveys, pushes and cancels (ext.go)
@@ -73,6 +78,9 @@ type counters struct {
 	requests, replies, faults, timeouts    atomic.Uint64
 	broadcastsOut, publishesOut            atomic.Uint64
 	delivered, dropped, badFrames, retries atomic.Uint64
+	interestRefused, tableFailures         atomic.Uint64
+	tooManyPending                         atomic.Uint64
+	tableLogAt                             atomic.Int64 // unix nanos of the last table failure logged
 }
 
 // New returns a Node. It serves nothing until Start.

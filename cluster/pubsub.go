@@ -33,6 +33,11 @@ func (n *Node) Subscribe(topic string, s Subscriber) (*Subscription, error) {
 	if n.closed {
 		return nil, ErrClosed
 	}
+	if _, ok := n.subs[topic]; !ok {
+		if err := n.addInterestLocked(topic, true); err != nil {
+			return nil, err
+		}
+	}
 	cowAdd(n.subs, topic, sub)
 	n.markDirtyLocked()
 	return &Subscription{n: n, sub: sub}, nil
@@ -47,6 +52,10 @@ func (s *Subscription) Close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if cowRemove(n.subs, s.sub.topic, s.sub) {
+		if _, ok := n.subs[s.sub.topic]; !ok {
+			n.interest -= interestCost(s.sub.topic)
+			n.topicInterest -= interestCost(s.sub.topic)
+		}
 		n.markDirtyLocked()
 	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -58,9 +59,37 @@ func (r *Registration) Close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if cowRemove(n.local, r.m.cluster, r.m) {
+		n.interest -= interestCost(r.m.name)
+		if _, ok := n.local[r.m.cluster]; !ok {
+			n.interest -= interestCost(r.m.cluster)
+		}
 		n.rebuildLocked(r.m.cluster)
 		n.markDirtyLocked()
 	}
+}
+
+// interestCost is what name costs in Config.MaxInterestBytes.
+func interestCost(name string) int { return len(name) + InterestEntryCost }
+
+// addInterestLocked accounts for a new local name, or fails with
+// ErrInterestFull. Topics may use at most three quarters of
+// MaxInterestBytes, so subscriptions never leave no room for services.
+// n.mu must be held.
+func (n *Node) addInterestLocked(name string, topic bool) error {
+	c := interestCost(name)
+	full := n.interest+c > n.cfg.MaxInterestBytes
+	if topic {
+		full = full || n.topicInterest+c > n.cfg.MaxInterestBytes/4*3
+	}
+	if full {
+		n.stats.interestRefused.Add(1)
+		return fmt.Errorf("%w: %d of %d bytes used", ErrInterestFull, n.interest, n.cfg.MaxInterestBytes)
+	}
+	n.interest += c
+	if topic {
+		n.topicInterest += c
+	}
+	return nil
 }
 
 // cowAdd appends v to m[k] in a new array: readers that took m[k] under the

@@ -58,6 +58,12 @@ func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb
 		deadline:  time.Now().Add(timeout),
 	}
 	n.pmu.Lock()
+	if len(n.pending) >= n.cfg.MaxPendingRequests {
+		n.pmu.Unlock()
+		n.stats.tooManyPending.Add(1)
+		cb(Result{Status: StatusFault, Fault: FaultTooManyPending})
+		return 0
+	}
 	n.nextID++
 	id := n.nextID
 	n.pending[id] = p

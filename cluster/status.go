@@ -29,6 +29,11 @@ type Stats struct {
 	Broadcasts, Publishes, Dropped      uint64
 	BadFrames                           uint64
 	Pending                             int
+
+	InterestRefused uint64 // new names refused by MaxInterestBytes
+	TableFailures   uint64 // interest tables that could not be encoded or sent to a peer
+	TooManyPending  uint64 // requests refused by MaxPendingRequests
+	InterestBytes   int    // bytes of MaxInterestBytes in use (gauge)
 }
 
 // Clusters returns every cluster known here, sorted by name.
@@ -98,7 +103,12 @@ func (n *Node) Stats() Stats {
 	n.pmu.Lock()
 	pend := len(n.pending)
 	n.pmu.Unlock()
+	n.mu.RLock()
+	interest := n.interest
+	n.mu.RUnlock()
 	return Stats{
+		InterestRefused: n.stats.interestRefused.Load(), TableFailures: n.stats.tableFailures.Load(),
+		TooManyPending: n.stats.tooManyPending.Load(), InterestBytes: interest,
 		Requests: n.stats.requests.Load(), Replies: n.stats.replies.Load(),
 		Faults: n.stats.faults.Load(), Timeouts: n.stats.timeouts.Load(),
 		Delivered: n.stats.delivered.Load(), Retries: n.stats.retries.Load(),

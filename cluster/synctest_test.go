@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bytes"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -117,4 +119,86 @@ func TestReplyBeforeDeadlineStopsTheTimer(t *testing.T) {
 			t.Fatalf("answers %+v", answers)
 		}
 	})
+}
+
+// TestNodeWidePendingCap: past MaxPendingRequests a request fails at once
+// with FaultTooManyPending and is counted; once one is answered there is
+// room again.
+func TestNodeWidePendingCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.MaxPendingRequests = 2
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(loopOverlay{}); err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		var log answerLog
+		start := time.Now()
+		n.Request("nobody", nil, time.Second, log.record(&start))
+		n.Request("nobody", nil, 2*time.Second, log.record(&start))
+		n.Request("nobody", nil, time.Second, log.record(&start))
+		if answers, at := log.get(); len(answers) != 1 || answers[0].Fault != FaultTooManyPending || at[0] != 0 {
+			t.Fatalf("answers %+v at %v, want one FaultTooManyPending at once", answers, at)
+		}
+		if st := n.Stats(); st.TooManyPending != 1 || st.Pending != 2 {
+			t.Fatalf("stats %+v", st)
+		}
+		time.Sleep(time.Second) // the first times out
+		synctest.Wait()
+		n.Request("nobody", nil, time.Second, log.record(&start))
+		synctest.Wait()
+		if answers, _ := log.get(); len(answers) != 2 {
+			t.Fatalf("answers %+v, want the new request pending", answers)
+		}
+	})
+}
+
+// TestInterestLimit: new names beyond MaxInterestBytes fail with
+// ErrInterestFull, topics stop at three quarters, names already present
+// cost nothing more, and closing gives the room back.
+func TestInterestLimit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxInterestBytes = 4 * (100 + InterestEntryCost)
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(loopOverlay{}); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	name := func(c byte) string { return string(bytes.Repeat([]byte{c}, 100)) }
+	var subs []*Subscription
+	for _, c := range []byte("abc") {
+		s, err := n.Subscribe(name(c), nil)
+		if err != nil {
+			t.Fatalf("topic %c: %v", c, err)
+		}
+		subs = append(subs, s)
+	}
+	if _, err := n.Subscribe(name('d'), nil); !errors.Is(err, ErrInterestFull) {
+		t.Fatalf("fourth topic: %v, want ErrInterestFull (topics take at most 3/4)", err)
+	}
+	if _, err := n.Subscribe(name('a'), nil); err != nil {
+		t.Fatalf("a topic already subscribed: %v", err)
+	}
+	reg, err := n.Register(name('s'), holdMember{}, 0)
+	if err != nil {
+		t.Fatalf("a service beside full topics: %v", err)
+	}
+	if _, err := n.Register(name('t'), holdMember{}, 0); !errors.Is(err, ErrInterestFull) {
+		t.Fatalf("a fifth name: %v, want ErrInterestFull", err)
+	}
+	if st := n.Stats(); st.InterestRefused != 2 || st.InterestBytes != 4*(100+InterestEntryCost) {
+		t.Fatalf("stats %+v", st)
+	}
+	reg.Close()
+	subs[1].Close()
+	if _, err := n.Subscribe(name('d'), nil); err != nil {
+		t.Fatalf("a topic after others closed: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
@@ -80,6 +81,11 @@ func (n *Node) markDirtyLocked() {
 	}
 }
 
+// tablePushRate bounds the bytes per second of interest tables pushed to
+// each peer: a 4 MiB table (the default limit) waits 250 ms before the
+// next push, a table of a few KiB not at all.
+const tablePushRate = 16 << 20
+
 // tableLoop pushes the local table to every known daemon whenever it
 // changes (bursts coalesce) and publishes its version in gossip, which
 // lets daemons that missed a push pull it.
@@ -100,18 +106,34 @@ func (n *Node) tableLoop() {
 		n.mu.RUnlock()
 		b, err := t.encode()
 		if err != nil {
-			n.log.Error().Err(err).Msg("encode interest table")
+			n.tableFailed("", err, 0)
 			continue
 		}
 		head := []byte{byte(fTable)}
 		for _, id := range peers {
-			_ = ov.Send(id, overlay.Control, head, b)
+			if err := ov.Send(id, overlay.Control, head, b); err != nil {
+				n.tableFailed(id, err, len(b))
+			}
 		}
 		ov.SetAppVersion(t.Version)
+		// Pace large tables: changes meanwhile coalesce into the next push,
+		// so an app toggling a subscription beside many long names cannot
+		// make this daemon send more than tablePushRate to each peer.
+		if pause := time.Duration(len(b)) * time.Second / tablePushRate; pause > time.Millisecond {
+			timer := time.NewTimer(pause)
+			select {
+			case <-timer.C:
+			case <-n.shutdownCh:
+				timer.Stop()
+				return
+			}
+		}
 	}
 }
 
-// sendTable answers a table request.
+// sendTable answers a table request. A large table is left to the paced
+// pusher, which sends the current one to every peer soon, so that pulls
+// cannot get around its pacing.
 func (n *Node) sendTable(to string) {
 	n.mu.RLock()
 	t := n.localTableLocked()
@@ -119,9 +141,32 @@ func (n *Node) sendTable(to string) {
 	n.mu.RUnlock()
 	b, err := t.encode()
 	if err != nil {
+		n.tableFailed(to, err, 0)
 		return
 	}
-	_ = ov.Send(to, overlay.Control, []byte{byte(fTable)}, b)
+	if len(b) > tablePushRate/1000 { // it would pause the pusher over a millisecond
+		select {
+		case n.tableCh <- struct{}{}:
+		default: // a push is due anyway
+		}
+		return
+	}
+	if err := ov.Send(to, overlay.Control, []byte{byte(fTable)}, b); err != nil {
+		n.tableFailed(to, err, len(b))
+	}
+}
+
+// tableFailed counts and logs (at most one line a second) a table that
+// could not be encoded or sent. The peer then holds an older table until
+// the next push or until it pulls the current one (it sees the version in
+// gossip).
+func (n *Node) tableFailed(peer string, err error, size int) {
+	total := n.stats.tableFailures.Add(1)
+	now := time.Now().UnixNano()
+	if last := n.stats.tableLogAt.Load(); now-last >= int64(time.Second) && n.stats.tableLogAt.CompareAndSwap(last, now) {
+		n.log.Warn().Err(err).Str("peer", peer).Int("bytes", size).Uint64("failures_total", total).
+			Msg("interest table not sent; that peer may not see this daemon's latest services and subscriptions")
+	}
 }
 
 // handleTable installs a peer's table if it is newer than the one held.

@@ -65,6 +65,8 @@ type Daemon struct {
 	logGate      *logGate      // silences the overlay's logger once it is closed
 
 	stopCh    chan struct{} // closed when shutdown begins; stops the joiner
+	failedCh  chan struct{} // closed when the daemon stopped itself; see Failed
+	failErr   error         // why; set before failedCh is closed
 	stopOnce  sync.Once
 	leaveOnce sync.Once
 	closeOnce sync.Once
@@ -85,10 +87,11 @@ func New(cfg *Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{
-		cfg:     c,
-		log:     c.Logger.With().Str("component", "daemon").Logger(),
-		logGate: new(logGate),
-		stopCh:  make(chan struct{}),
+		cfg:      c,
+		log:      c.Logger.With().Str("component", "daemon").Logger(),
+		logGate:  new(logGate),
+		stopCh:   make(chan struct{}),
+		failedCh: make(chan struct{}),
 	}
 	node, err := cluster.New(c.clusterConfig())
 	if err != nil {
@@ -118,8 +121,38 @@ func New(cfg *Config) (*Daemon, error) {
 		}
 	}
 	d.logStart()
+	d.wg.Go(d.watchFatal)
 	d.wg.Go(d.joinLoop)
 	return d, nil
+}
+
+// Failed is closed when the daemon has stopped itself because it cannot
+// serve (Err says why): its node id is already alive in the network. The
+// daemon then closes as Close does.
+func (d *Daemon) Failed() <-chan struct{} { return d.failedCh }
+
+// Err returns why the daemon stopped itself, once Failed is closed; nil
+// before.
+func (d *Daemon) Err() error {
+	select {
+	case <-d.failedCh:
+		return d.failErr
+	default:
+		return nil
+	}
+}
+
+// watchFatal stops the daemon when the overlay reports it cannot serve.
+func (d *Daemon) watchFatal() {
+	select {
+	case err := <-d.ov.Fatal():
+		d.failErr = fmt.Errorf("daemon: %w", err)
+		d.log.Error().Err(err).Msg("stopping: this daemon cannot be part of the network")
+		close(d.failedCh)
+		d.stop()
+		go d.Close() // waits for this goroutine, which returns now
+	case <-d.stopCh:
+	}
 }
 
 // logStart logs what the daemon serves. It never logs the key.

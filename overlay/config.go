@@ -78,10 +78,26 @@ type Config struct {
 	// (possibly hostile) connections sooner; too low fails on slow links.
 	HandshakeTimeout time.Duration
 
-	// MaxPendingHandshakes caps inbound connections still in their handshake;
-	// more are closed at once. Default 128. Bounds memory under a flood of
-	// half-open connections.
+	// FirstMessageTimeout bounds how long an inbound TCP connection may stay
+	// silent before its first handshake bytes; a real daemon sends them as
+	// soon as it has connected. Default 2s (capped by HandshakeTimeout).
+	// Lower sheds idle connections sooner; too low fails peers whose first
+	// packet is lost and retransmitted.
+	FirstMessageTimeout time.Duration
+
+	// MaxPendingHandshakes caps inbound connections that have not completed
+	// their handshake and sent their first record. When it is reached, a new
+	// connection takes the slot of a pending one: one that has sent
+	// nothing, else one still in its handshake, else the oldest (see
+	// docs/operations.md). Default 128. Bounds memory and goroutines under
+	// a flood of idle or garbage connections while daemons with the key,
+	// which complete within a round trip, still get in.
 	MaxPendingHandshakes int
+
+	// MaxPendingHandshakesPerIP caps the pending connections from one source
+	// address; past it a new connection from that address takes the slot of
+	// one of its own, so one address cannot take every slot. Default 32.
+	MaxPendingHandshakesPerIP int
 
 	// DialTimeout bounds establishing a data link (TCP connect + handshake).
 	// Default 5s.
@@ -171,12 +187,15 @@ func DefaultConfig() *Config {
 		SendQueueLen:         8192,
 		SendQueueBytes:       64 << 20,
 		HandshakeTimeout:     5 * time.Second,
+		FirstMessageTimeout:  2 * time.Second,
 		MaxPendingHandshakes: 128,
-		DialTimeout:          5 * time.Second,
-		KeepaliveInterval:    250 * time.Millisecond,
-		KeepaliveTimeout:     3 * time.Second,
-		LinkProbeTimeout:     600 * time.Millisecond,
-		Gossip:               LANGossip(),
+
+		MaxPendingHandshakesPerIP: 32,
+		DialTimeout:               5 * time.Second,
+		KeepaliveInterval:         250 * time.Millisecond,
+		KeepaliveTimeout:          3 * time.Second,
+		LinkProbeTimeout:          600 * time.Millisecond,
+		Gossip:                    LANGossip(),
 	}
 }
 
@@ -207,8 +226,10 @@ func (c *Config) Validate() error {
 		return errors.New("overlay: config: KeepaliveInterval must be positive and KeepaliveTimeout at least twice it")
 	case c.LinkProbeTimeout <= 0:
 		return errors.New("overlay: config: LinkProbeTimeout must be positive")
-	case c.MaxPendingHandshakes < 1:
-		return errors.New("overlay: config: MaxPendingHandshakes must be positive")
+	case c.MaxPendingHandshakes < 1 || c.MaxPendingHandshakesPerIP < 1:
+		return errors.New("overlay: config: MaxPendingHandshakes and MaxPendingHandshakesPerIP must be positive")
+	case c.FirstMessageTimeout <= 0:
+		return errors.New("overlay: config: FirstMessageTimeout must be positive")
 	case c.Gossip.ProbeInterval <= 0 || c.Gossip.ProbeTimeout <= 0 || c.Gossip.SuspicionMult < 1 ||
 		c.Gossip.GossipInterval <= 0 || c.Gossip.PushPullInterval < 0:
 		return errors.New("overlay: config: gossip intervals must be positive")

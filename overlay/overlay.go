@@ -50,6 +50,7 @@ type Overlay struct {
 	closeOnce  sync.Once
 	lifeMu     sync.Mutex     // serializes Leave and Close
 	logState   bridgeState    // memberlist's log lines are dropped once stopped
+	conflict   idConflict     // node id conflicts (conflict.go)
 	wg         sync.WaitGroup // every goroutine but the transport's
 
 	metaMu sync.Mutex // protects following
@@ -105,6 +106,7 @@ func New(cfg *Config) (*Overlay, error) {
 		members:    make(map[string]*member),
 		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
 	}
+	o.conflict.fatal = make(chan error, 1)
 	o.events = newEventQueue(o)
 	if err := o.initKeys(); err != nil {
 		return nil, err
@@ -144,9 +146,11 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.Transport = o.tr
 	c.Delegate = (*mlDelegate)(o)
 	c.Events = (*mlEvents)(o)
+	c.Conflict = (*mlConflict)(o)
 	c.Keyring = o.keys.keyring
 	c.Label = crypto.GossipLabel
-	c.Logger = log.New(logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}, "", 0)
+	o.tr.mlLog.w = logBridge{o.log.With().Str("component", "memberlist").Logger(), &o.logState}
+	c.Logger = log.New(&o.tr.mlLog, "", 0)
 	g := o.cfg.Gossip
 	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult
 	c.GossipInterval, c.PushPullInterval = g.GossipInterval, g.PushPullInterval
@@ -190,7 +194,11 @@ func (o *Overlay) Join(addrs []string) (int, error) {
 	if len(norm) == 0 {
 		return 0, nil
 	}
+	o.joinStarted()
 	n, err := o.ml.Join(norm)
+	if cerr := o.joinDone(n > 0); cerr != nil {
+		return n, cerr
+	}
 	if n > 0 {
 		err = nil
 	}
@@ -649,7 +657,12 @@ type Stats struct {
 	LinkDowns                                         uint64
 	HeartbeatsIn                                      uint64 // heartbeat frames from idle peers
 	HandshakesRefused, ConnsRefusedBusy               uint64
-	Links                                             int
+	// Pending inbound connections evicted for newer ones, and those that
+	// timed out or were closed before their first record.
+	HandshakesEvicted, HandshakesTimedOut uint64
+	LogLinesSuppressed                    uint64 // memberlist log lines dropped by the rate limit
+	NodeIDConflicts                       uint64 // nodes seen claiming a node id alive at another address
+	Links                                 int
 }
 
 type counters struct {
@@ -667,6 +680,11 @@ func (o *Overlay) Stats() Stats {
 		LinkDowns:         o.stats.linkDowns.Load(),
 		HeartbeatsIn:      o.stats.heartbeatsIn.Load(),
 		HandshakesRefused: o.tr.refusedAuth.Load(), ConnsRefusedBusy: o.tr.refusedFull.Load(),
+		HandshakesEvicted: o.tr.adm.evicted.Load(),
+		HandshakesTimedOut: o.tr.adm.idleTimeouts.Load() + o.tr.adm.recordTimeouts.Load() +
+			o.tr.adm.handshakeErrors.Load(),
+		LogLinesSuppressed: o.tr.mlLog.suppressed.Load(),
+		NodeIDConflicts:    o.conflict.count.Load(),
 	}
 	o.mu.RLock()
 	for _, p := range o.peers {

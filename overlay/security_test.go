@@ -236,8 +236,8 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("goroutines grew from %d to %d under a flood", base, g)
 	}
 	wg.Wait()
-	waitFor(t, 5*time.Second, "busy refusals counted", func() bool {
-		return victim.tr.refusedFull.Load() > 0
+	waitFor(t, 5*time.Second, "pending connections evicted", func() bool {
+		return victim.tr.adm.evicted.Load() > 0
 	})
 	for _, c := range open {
 		c.Close()

@@ -38,11 +38,15 @@ type transport struct {
 	shutdown   atomic.Bool
 	wg         sync.WaitGroup
 
-	hsSem chan struct{} // bounds inbound connections in their handshake
+	hsSem chan struct{} // bounds goroutines serving inbound connections in their handshake
+	adm   *admission    // pending inbound connections: limits and eviction
 
 	refusedFull    atomic.Uint64 // inbound connections closed because hsSem was full
 	refusedAuth    atomic.Uint64 // inbound handshakes that failed
 	authLogLimiter rateLimiter
+	shedLogLimiter rateLimiter
+	dialLogLimiter rateLimiter
+	mlLog          limitedLog // memberlist's logger writes here
 }
 
 // listen binds TCP and UDP on the same host:port. With port 0 it picks a
@@ -87,7 +91,10 @@ func newTransport(o *Overlay, tcp *net.TCPListener, udp *net.UDPConn) *transport
 		packetCh:   make(chan *memberlist.Packet, 256),
 		streamCh:   make(chan net.Conn, 16),
 		shutdownCh: make(chan struct{}),
-		hsSem:      make(chan struct{}, o.cfg.MaxPendingHandshakes),
+		// Evicted connections release their goroutine a moment after their
+		// slot: twice the slots bounds the goroutines meanwhile.
+		hsSem: make(chan struct{}, 2*o.cfg.MaxPendingHandshakes),
+		adm:   newAdmission(o.cfg.MaxPendingHandshakes, o.cfg.MaxPendingHandshakesPerIP),
 	}
 	t.wg.Go(t.acceptLoop)
 	t.wg.Go(t.udpLoop)
@@ -162,9 +169,8 @@ func (t *transport) dialSecure(addr string, timeout time.Duration) (net.Conn, *c
 	sess, err := crypto.Handshake(conn, true, t.o.cfg.Network, t.o.dialKey())
 	if err != nil {
 		conn.Close()
-		if errors.Is(err, crypto.ErrHandshake) {
-			t.o.log.Warn().Str("peer", addr).Err(err).
-				Msg("peer refused our handshake: it has another network key or network name")
+		if errors.Is(err, crypto.ErrHandshake) && t.dialLogLimiter.allow(time.Now()) {
+			t.o.log.Warn().Str("peer", addr).Err(err).Msg(dialFailReason(err))
 		}
 		return nil, nil, fmt.Errorf("overlay: dial %s: %w", addr, err)
 	}
@@ -240,34 +246,36 @@ func (t *transport) acceptLoop() {
 			conn.Close()
 			continue
 		}
+		pc := t.adm.admit(conn, time.Now(), t.o.cfg.FirstMessageTimeout, t.o.cfg.HandshakeTimeout)
 		t.wg.Go(func() {
 			defer func() { <-t.hsSem }()
-			t.serveInbound(conn)
+			t.serveInbound(pc)
 		})
 	}
 }
 
 // serveInbound authenticates one inbound connection and dispatches it by
 // its first record. It returns once the connection is handed off or closed.
-func (t *transport) serveInbound(conn *net.TCPConn) {
-	_ = conn.SetDeadline(time.Now().Add(t.o.cfg.HandshakeTimeout))
-	sess, err := t.o.acceptHandshake(conn)
+// The connection holds its admission slot (see admission.go) until its
+// first record has arrived.
+func (t *transport) serveInbound(pc *pendingConn) {
+	conn := pc.TCPConn
+	defer t.adm.release(pc)
+	sess, err := t.o.acceptHandshake(pc)
 	if err != nil {
-		t.refusedAuth.Add(1)
-		if t.authLogLimiter.allow(time.Now()) {
-			t.o.log.Warn().Str("remote", conn.RemoteAddr().String()).Err(err).
-				Uint64("refused_total", t.refusedAuth.Load()).
-				Msg("refused connection: handshake failed (wrong network key or network name, or not an irisd)")
-		}
+		t.inboundFailed(pc, err)
 		conn.Close()
 		return
 	}
+	pc.stage.Store(stageRecord)
 	sc := newSecureConn(conn, sess)
 	kind := make([]byte, 1)
 	if _, err := sc.Read(kind); err != nil {
+		t.inboundFailed(pc, err)
 		conn.Close()
 		return
 	}
+	t.adm.release(pc)
 	switch kind[0] {
 	case connStream:
 		_ = conn.SetDeadline(time.Time{})
@@ -281,6 +289,25 @@ func (t *transport) serveInbound(conn *net.TCPConn) {
 	default:
 		t.o.log.Warn().Str("remote", conn.RemoteAddr().String()).Msg("unknown connection kind; closing")
 		conn.Close()
+	}
+}
+
+// inboundFailed counts and logs (rate-limited) an inbound connection that
+// failed before its first record.
+func (t *transport) inboundFailed(pc *pendingConn, err error) {
+	reason, auth := t.adm.failReason(pc, err)
+	if !auth {
+		if t.shedLogLimiter.allow(time.Now()) {
+			t.o.log.Debug().Str("remote", pc.RemoteAddr().String()).Err(err).
+				Msg("dropped pending connection: " + reason)
+		}
+		return
+	}
+	t.refusedAuth.Add(1)
+	if t.authLogLimiter.allow(time.Now()) {
+		t.o.log.Warn().Str("remote", pc.RemoteAddr().String()).Err(err).
+			Uint64("refused_total", t.refusedAuth.Load()).
+			Msg("refused connection: " + reason)
 	}
 }
 

@@ -85,9 +85,10 @@ type Config struct {
 	// connection. Default 65536. An idle tunnel costs a few hundred bytes.
 	MaxTunnels int
 
-	// MaxConns bounds the app connections open at once; more are closed as
-	// soon as they are accepted (and counted). Default 16384. Each costs two
-	// goroutines and its buffers, some tens of KiB when idle.
+	// MaxConns bounds the app connections open at once; more get DENY with
+	// the reason "iris: too many app connections" and are closed (and
+	// counted). Default 16384. Each costs two goroutines and its buffers,
+	// some tens of KiB when idle.
 	MaxConns int
 
 	// PushWindow (0 means the default) bounds, per v1.1 connection, the pushes awaiting their
@@ -99,6 +100,41 @@ type Config struct {
 	// MaxPushCredit (0 means the default) caps the push credit a v1.1 member may grant with PULL:
 	// the pushes queued for it at once. Default 4096.
 	MaxPushCredit int
+
+	// MemoryBudget bounds the bytes all app connections together may hold
+	// beyond a 64 KiB allowance each: half for payloads queued for apps
+	// until they are written (broadcasts, events, delivered requests,
+	// replies), half for the bytes of messages partly received from apps.
+	// What does not fit is refused and counted: broadcasts and events are
+	// dropped, a request goes to another member, a reply becomes a fault,
+	// and a partly sent message takes the budget of an app stalled
+	// mid-message (which gets CLOSE("iris: daemon memory budget for apps
+	// exhausted ...")) or, if none has stalled, waits a few seconds for
+	// room and then gets that CLOSE itself. Apps that hold much already, or
+	// whose message has been slow to arrive, may use only half of each
+	// half, so they cannot starve the others. Default 128 MiB. Tunnel data
+	// is bounded per connection by TunnelQueueBytes instead.
+	MemoryBudget int
+
+	// MessageTimeout bounds how long an app that has begun sending a
+	// message may go without sending more of it; then it gets CLOSE("iris:
+	// message not completed in time ...") and is disconnected. Between
+	// messages an app may be silent as long as it likes. Default 30s.
+	MessageTimeout time.Duration
+
+	// MaxReplyBytes bounds, per connection, the payload bytes of replies
+	// queued for the app and not yet written; a reply beyond it (unless it
+	// is the only one) reaches the app as the fault "iris: reply dropped:
+	// ...". Default 64 MiB.
+	MaxReplyBytes int
+
+	// MaxAppInterest bounds, per connection, the topics subscribed, each
+	// counted as its length plus cluster.InterestEntryCost; a SUBSCRIBE
+	// beyond it ends the session with CLOSE("iris: subscriptions exceed this
+	// app's limit ..."). Every daemon holds a copy of each daemon's topics,
+	// so this keeps one app from filling the daemon's interest table
+	// (cluster.Config.MaxInterestBytes). Default 1 MiB.
+	MaxAppInterest int
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -120,6 +156,10 @@ func DefaultConfig() *Config {
 		MaxConns:             16384,
 		PushWindow:           1024,
 		MaxPushCredit:        4096,
+		MemoryBudget:         128 << 20,
+		MessageTimeout:       30 * time.Second,
+		MaxReplyBytes:        64 << 20,
+		MaxAppInterest:       1 << 20,
 	}
 }
 
@@ -155,6 +195,10 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MaxConns must be positive")
 	case c.PushWindow < 0 || c.MaxPushCredit < 0:
 		return errors.New("relay: config: PushWindow and MaxPushCredit must not be negative")
+	case c.MemoryBudget < 1 || c.MaxReplyBytes < 1 || c.MaxAppInterest < 1:
+		return errors.New("relay: config: MemoryBudget, MaxReplyBytes and MaxAppInterest must be positive")
+	case c.MessageTimeout <= 0:
+		return errors.New("relay: config: MessageTimeout must be positive")
 	}
 	return nil
 }

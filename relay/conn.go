@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ type conn struct {
 	srv *Server
 	nc  net.Conn
 	dec *api.Decoder
+	rd  *appReader // between nc and dec: budget and deadline of partly read messages
 	log zerolog.Logger
 	q   *sendQueue
 	tun tunnels
@@ -61,6 +63,7 @@ type conn struct {
 	ready         bool       // the INIT answer was written
 	reg           *cluster.Registration
 	subs          map[string]*topicSub
+	interest      int                  // bytes of subs' topics, as MaxAppInterest counts them
 	inflight      map[uint64]struct{}  // ids of the app's requests not answered yet
 	delivered     map[uint64]*delivery // requests delivered to the app, awaiting its REPLY
 	lastDelivered uint64               // the last delivered request id issued
@@ -72,13 +75,14 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	c := &conn{
 		srv:       s,
 		nc:        nc,
-		dec:       api.NewDecoder(nc, s.cfg.Limits),
 		log:       s.log.With().Uint64("conn", id).Str("peer", nc.RemoteAddr().String()).Logger(),
-		q:         newSendQueue(s.cfg.SendQueueLen, s.cfg.SendQueueBytes, s.cfg.MaxPendingRequests),
+		q:         newSendQueue(s.cfg.SendQueueLen, s.cfg.SendQueueBytes, s.cfg.MaxReplyBytes, s.cfg.MaxPendingRequests, &s.memQueue),
 		subs:      make(map[string]*topicSub),
 		inflight:  make(map[uint64]struct{}),
 		delivered: make(map[uint64]*delivery),
 	}
+	c.rd = &appReader{c: c}
+	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
 	c.tun = newTunnels(c)
 	return c
 }
@@ -103,17 +107,48 @@ func (c *conn) serve(ctx context.Context) error {
 		go c.writeLoop()
 		err = c.readLoop()
 	}
-	if errors.Is(err, errAppClose) {
+	c.rd.release()
+	var ref *refusal
+	switch {
+	case errors.Is(err, errAppClose):
 		c.closeGracefully("")
-	} else {
+	case errors.As(err, &ref) && c.isReady():
+		c.refuse(ref.reason)
+	default:
 		c.leave()
 		c.kill()
 	}
 	if c.writerDone != nil {
 		<-c.writerDone
 	}
+	err = c.logEnd(err)
+	if ref != nil {
+		c.drain()
+	}
 	c.nc.Close()
-	return c.logEnd(err)
+	return err
+}
+
+// refuse ends the session with CLOSE(reason) at once: what is queued for
+// the app is dropped, and a writer blocked on an app that does not read
+// gives up after HandshakeTimeout.
+func (c *conn) refuse(reason string) {
+	c.leave()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
+	c.q.replace(&api.Message{Op: api.OpClose, Fault: reason})
+}
+
+// drain reads and discards what the app still sends, for at most
+// HandshakeTimeout, after a refusal: closing a socket with unread bytes
+// resets it, and the app could lose the CLOSE that says why.
+func (c *conn) drain() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.nc.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 // logEnd counts and logs how a session ended, and returns the error
@@ -127,6 +162,14 @@ func (c *conn) logEnd(err error) error {
 		// The only read deadline after the handshake is endWrites'.
 		c.log.Debug().Msg("app did not hang up after CLOSE")
 		return nil
+	case errors.Is(err, errMemoryBudget):
+		c.srv.stats.budgetClosed.Add(1)
+		c.srv.warn(c, err, "closing app connection: memory budget for apps exhausted")
+	case errors.Is(err, errStalled):
+		c.srv.stats.stalled.Add(1)
+		c.srv.warn(c, err, "closing app connection: message not completed in time")
+	case errors.Is(err, errAppInterest), errors.Is(err, cluster.ErrInterestFull):
+		c.srv.warn(c, err, "closing app connection: subscription refused")
 	case errors.Is(err, errDenied):
 		c.srv.stats.denied.Add(1)
 		c.log.Debug().Err(err).Msg("app denied")
@@ -140,6 +183,7 @@ func (c *conn) logEnd(err error) error {
 	case errors.Is(err, api.ErrProtocol):
 		c.srv.stats.violation.Add(1)
 		c.srv.warn(c, err, "closing app connection: protocol violation")
+		return err
 	default:
 		c.log.Debug().Err(err).Msg("app connection lost")
 	}
@@ -157,7 +201,9 @@ func (c *conn) isReady() bool {
 func (c *conn) handshake() error {
 	_ = c.nc.SetDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
 	var m api.Message
-	if err := c.dec.ReadClient(&m); err != nil {
+	err := c.dec.ReadClient(&m)
+	c.rd.messageDone(c.dec.Buffered())
+	if err != nil {
 		return fmt.Errorf("relay: handshake: %w", err)
 	}
 	c.srv.stats.msgsIn.Add(1)
@@ -195,6 +241,7 @@ func (c *conn) handshake() error {
 		return fmt.Errorf("relay: handshake: write INIT: %w", err)
 	}
 	_ = c.nc.SetDeadline(time.Time{})
+	c.rd.active = true
 	c.log.Debug().Str("cluster", m.Cluster).Msg("app connected")
 	return nil
 }
@@ -204,6 +251,9 @@ func (c *conn) handshake() error {
 func (c *conn) register(name, member string) error {
 	reg, err := c.srv.node.RegisterNamed(name, member, c, c.srv.cfg.MemberCapacity)
 	if err != nil {
+		if errors.Is(err, cluster.ErrInterestFull) {
+			c.srv.stats.interestRefused.Add(1)
+		}
 		return c.deny(registerDenyReason(err))
 	}
 	c.x.name = reg.Name()
@@ -244,17 +294,45 @@ func (c *conn) writeNow(m *api.Message) error {
 func (c *conn) readLoop() error {
 	var m api.Message
 	for {
-		if err := c.dec.ReadClient(&m); err != nil {
-			return err
+		err := c.dec.ReadClient(&m)
+		c.rd.messageDone(c.dec.Buffered())
+		if err != nil {
+			return c.refusalOf(err)
 		}
 		c.srv.stats.msgsIn.Add(1)
 		if c.closing.Load() {
 			continue // the daemon is closing the session: drain until the socket closes
 		}
 		if err := c.dispatch(&m); err != nil {
-			return err
+			return c.refusalOf(err)
 		}
 	}
+}
+
+// refusalOf wraps a read error that deserves a CLOSE reason: the app is
+// told why its connection ends rather than seeing a bare EOF.
+func (c *conn) refusalOf(err error) error {
+	var reason string
+	switch {
+	case errors.Is(err, errMemoryBudget):
+		reason = reasonMemoryBudget
+	case errors.Is(err, errStalled):
+		reason = fmt.Sprintf("%s: no progress for %v", reasonStalled, c.srv.cfg.MessageTimeout)
+	case errors.Is(err, api.ErrProtocol):
+		reason = "iris: protocol violation: " + strings.TrimPrefix(
+			strings.ReplaceAll(err.Error(), api.ErrProtocol.Error()+": ", ""), "relay: ")
+		var big *api.TooLargeError
+		if errors.As(err, &big) {
+			flag := "-max-message"
+			if big.Limit != c.srv.cfg.Limits.MaxMessageLen {
+				flag = "names and strings"
+			}
+			reason = fmt.Sprintf("iris: message field of %d bytes exceeds the daemon's limit of %d bytes (%s)", big.Len, big.Limit, flag)
+		}
+	default:
+		return err
+	}
+	return &refusal{reason: reason, err: err}
 }
 
 // dispatch hands one message to its handler.
@@ -269,7 +347,7 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpReply:
 		return c.handleReply(m)
 	case api.OpSubscribe:
-		c.handleSubscribe(m.Topic)
+		return c.handleSubscribe(m.Topic)
 	case api.OpUnsubscribe:
 		c.handleUnsubscribe(m.Topic)
 	case api.OpPublish:
@@ -307,6 +385,7 @@ func (c *conn) writeLoop() {
 		}
 		var err error
 		buf, err = c.writeBatch(buf, batch)
+		c.q.written(batch)
 		clear(batch) // drop the payloads
 		if cap(batch) > keep {
 			batch = nil

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -95,8 +96,12 @@ func (c *conn) answer(id uint64, res cluster.Result) {
 	default: // a timeout, or a fault without text, which v1 reads as a timeout
 		m.TimedOut = true
 	}
-	if !c.q.push(&m) {
+	ok, fault := c.q.push(&m)
+	if !ok {
 		c.answers.Add(-1) // the session is over; nobody will take it
+	} else if fault != "" {
+		c.srv.stats.droppedReplies.Add(1)
+		c.srv.warn(c, nil, "reply replaced by a fault: "+fault)
 	}
 }
 
@@ -226,32 +231,58 @@ func (ts *topicSub) close() {
 }
 
 // handleSubscribe subscribes the connection to topic; subscribing twice is
-// the same as once. A topic the cluster refuses (the empty name) is
-// ignored: SUBSCRIBE has no answer to carry an error.
-func (c *conn) handleSubscribe(topic string) {
+// the same as once. A topic the cluster refuses as a name (the empty one)
+// is ignored: SUBSCRIBE has no answer to carry an error. A subscription
+// beyond the app's MaxAppInterest or the daemon's interest table limit
+// ends the session with CLOSE and the reason (v1.0 has no other way to
+// tell the app); the app's other subscriptions go with it, and other apps
+// are unaffected.
+func (c *conn) handleSubscribe(topic string) error {
 	c.mu.Lock()
 	_, dup := c.subs[topic]
+	cost := len(topic) + cluster.InterestEntryCost
+	over := !dup && c.interest+cost > c.srv.cfg.MaxAppInterest
 	c.mu.Unlock()
 	if dup {
-		return
+		return nil
+	}
+	if over {
+		c.srv.stats.interestRefused.Add(1)
+		return &refusal{
+			reason: fmt.Sprintf("iris: subscriptions exceed this app's limit of %d bytes of topic names (-max-app-interest)", c.srv.cfg.MaxAppInterest),
+			err:    errAppInterest,
+		}
 	}
 	ts := &topicSub{c: c}
 	ts.active.Store(true)
 	sub, err := c.srv.node.Subscribe(topic, ts)
+	if errors.Is(err, cluster.ErrInterestFull) {
+		c.srv.stats.interestRefused.Add(1)
+		return &refusal{reason: reasonInterestFull, err: err}
+	}
 	if err != nil {
 		c.log.Debug().Err(err).Msg("subscribe refused")
-		return
+		return nil
 	}
 	ts.sub = sub
 	c.mu.Lock()
 	if c.subs == nil { // leave ran meanwhile
 		c.mu.Unlock()
 		ts.close()
-		return
+		return nil
 	}
 	c.subs[topic] = ts
+	c.interest += cost
 	c.mu.Unlock()
+	return nil
 }
+
+// reasonInterestFull is the CLOSE or DENY reason when the daemon's interest
+// table is full.
+const reasonInterestFull = "iris: the daemon's table of services and subscriptions is full (-max-interest)"
+
+// errAppInterest ends a session whose subscriptions exceed MaxAppInterest.
+var errAppInterest = errors.New("relay: app subscriptions over MaxAppInterest")
 
 // handleUnsubscribe ends the subscription to topic, if any. Events
 // published after it (by this app or, as far as this daemon can tell, any
@@ -259,7 +290,10 @@ func (c *conn) handleSubscribe(topic string) {
 func (c *conn) handleUnsubscribe(topic string) {
 	c.mu.Lock()
 	ts := c.subs[topic]
-	delete(c.subs, topic)
+	if ts != nil {
+		delete(c.subs, topic)
+		c.interest -= len(topic) + cluster.InterestEntryCost
+	}
 	c.mu.Unlock()
 	if ts != nil {
 		ts.close()

@@ -197,6 +197,17 @@ func (c *client) expectClosed() {
 	checkClosedErr(c.t, err)
 }
 
+// expectRefused expects op (CLOSE, or DENY in the handshake) with a reason
+// containing reason, then the connection closed.
+func (c *client) expectRefused(op api.Opcode, reason string) {
+	c.t.Helper()
+	m := c.recv()
+	if m.Op != op || !strings.Contains(m.Fault, reason) {
+		c.t.Fatalf("got %s %q, want %s with a reason containing %q", m.Op, m.Fault, op, reason)
+	}
+	c.expectClosed()
+}
+
 func checkClosedErr(t testing.TB, err error) {
 	t.Helper()
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -287,7 +298,8 @@ func roundTrip(t testing.TB, c, svc *client, clusterName string, id uint64) {
 	c.expectReply(api.Message{ID: id, Success: true, Payload: []byte("pong")})
 }
 
-// expectClosedAfterTunnelData skips tunnel traffic (credit returned for
+// expectClosedAfterTunnelData skips tunnel traffic and a protocol
+// violation's CLOSE (credit returned for
 // chunks that were passed on) until the daemon closes the connection.
 func (c *client) expectClosedAfterTunnelData() {
 	c.t.Helper()
@@ -302,6 +314,9 @@ func (c *client) expectClosedAfterTunnelData() {
 		if err != nil {
 			checkClosedErr(c.t, err)
 			return
+		}
+		if m.Op == api.OpClose && strings.HasPrefix(m.Fault, "iris: protocol violation: ") {
+			continue // the reason; the close follows
 		}
 		if m.Op != api.OpTunAllow && m.Op != api.OpTunTransfer {
 			c.t.Fatalf("got %+v, want the connection closed", m)

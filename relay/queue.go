@@ -34,6 +34,7 @@ const (
 type outMsg struct {
 	msg  api.Message
 	kind kind
+	cost int // payload bytes counted against the queue's byte limits until written
 }
 
 // queueState is the life cycle of a sendQueue.
@@ -55,9 +56,11 @@ const (
 // head may hold requests and answers that must never be dropped, and
 // rejecting the newest keeps each publisher's delivered messages in order.
 type sendQueue struct {
-	bulkLen   int // SendQueueLen
-	bulkBytes int // SendQueueBytes
-	hardLen   int // kindControl waits while len(items) >= hardLen
+	bulkLen     int // SendQueueLen
+	bulkBytes   int // SendQueueBytes
+	answerBytes int // MaxReplyBytes
+	hardLen     int // kindControl waits while len(items) >= hardLen
+	mem         *budget
 
 	wakeCh chan struct{} // cap 1: items were queued or the state changed
 	roomCh chan struct{} // cap 1: the writer took a batch or the state changed
@@ -65,45 +68,94 @@ type sendQueue struct {
 	mu     sync.Mutex // protects following
 	items  []outMsg
 	nBulk  int // kindBulk and kindDelivery items in items
-	nBytes int // their payload bytes
-	state  queueState
+	nBytes int // their payload bytes, and those of the ones being written
+	nAns   int // payload bytes of kindAnswer items queued or being written
+	// charged is how much of nBytes+nAns is drawn from mem; the rest is
+	// the connection's freeAllowance.
+	charged int
+	state   queueState
 }
 
-func newSendQueue(bulkLen, bulkBytes, maxAnswers int) *sendQueue {
+func newSendQueue(bulkLen, bulkBytes, answerBytes, maxAnswers int, mem *budget) *sendQueue {
 	return &sendQueue{
-		bulkLen:   bulkLen,
-		bulkBytes: bulkBytes,
-		hardLen:   bulkLen + maxAnswers,
-		wakeCh:    make(chan struct{}, 1),
-		roomCh:    make(chan struct{}, 1),
+		bulkLen:     bulkLen,
+		bulkBytes:   bulkBytes,
+		answerBytes: answerBytes,
+		hardLen:     bulkLen + maxAnswers,
+		mem:         mem,
+		wakeCh:      make(chan struct{}, 1),
+		roomCh:      make(chan struct{}, 1),
+	}
+}
+
+// chargeLocked accounts for n more payload bytes: those beyond the
+// connection's freeAllowance are drawn from the shared budget. It reports
+// false, charging nothing, when they do not fit.
+func (q *sendQueue) chargeLocked(n int) bool {
+	over := q.nBytes + q.nAns + n - freeAllowance - q.charged
+	if over <= 0 || q.mem == nil {
+		return true
+	}
+	if !q.mem.take(over, q.charged >= lowTierAfter) {
+		return false
+	}
+	q.charged += over
+	return true
+}
+
+// unchargeLocked gives back what is drawn from the budget beyond the
+// bytes still held. nBytes and nAns must already be reduced.
+func (q *sendQueue) unchargeLocked() {
+	need := max(q.nBytes+q.nAns-freeAllowance, 0)
+	if q.charged > need && q.mem != nil {
+		q.mem.give(q.charged - need)
+		q.charged = need
 	}
 }
 
 // offer queues a kindBulk or kindDelivery message if the bulk budget
 // allows; it reports whether it did.
 func (q *sendQueue) offer(m *api.Message, k kind) bool {
+	n := len(m.Payload)
 	q.mu.Lock()
 	ok := q.state == queueOpen && q.nBulk < q.bulkLen &&
-		(q.nBytes+len(m.Payload) <= q.bulkBytes || q.nBulk == 0)
+		(q.nBytes+n <= q.bulkBytes || q.nBytes == 0) && q.chargeLocked(n)
 	if ok {
 		q.nBulk++
-		q.nBytes += len(m.Payload)
-		q.appendLocked(m, k)
+		q.nBytes += n
+		q.appendLocked(m, k, n)
 	}
 	q.mu.Unlock()
 	return ok
 }
 
 // push queues a kindAnswer message. It fails only once the queue is sealed
-// or aborted.
-func (q *sendQueue) push(m *api.Message) bool {
+// or aborted. A reply whose payload does not fit the answer byte limit
+// (unless no other answer bytes are held) or the budget is replaced by a
+// fault, so the request is still answered once; push then reports the
+// fault it used.
+func (q *sendQueue) push(m *api.Message) (ok bool, fault string) {
+	n := len(m.Payload)
 	q.mu.Lock()
-	ok := q.state == queueOpen
-	if ok {
-		q.appendLocked(m, kindAnswer)
+	defer q.mu.Unlock()
+	if q.state != queueOpen {
+		return false, ""
 	}
-	q.mu.Unlock()
-	return ok
+	if n > 0 {
+		switch {
+		case q.nAns+n > q.answerBytes && q.nAns > 0:
+			fault = faultReplyQueueFull
+		case !q.chargeLocked(n):
+			fault = faultReplyBudget
+		}
+		if fault != "" {
+			*m = api.Message{Op: api.OpReply, ID: m.ID, Fault: fault}
+			n = 0
+		}
+	}
+	q.nAns += n
+	q.appendLocked(m, kindAnswer, n)
+	return true, fault
 }
 
 // pushControl queues a kindControl message, waiting while the queue is at
@@ -118,7 +170,7 @@ func (q *sendQueue) pushControl(m *api.Message) bool {
 			return false
 		}
 		if len(q.items) < q.hardLen {
-			q.appendLocked(m, kindControl)
+			q.appendLocked(m, kindControl, 0)
 			q.mu.Unlock()
 			return true
 		}
@@ -133,14 +185,14 @@ func (q *sendQueue) pushTunnel(m *api.Message) bool {
 	q.mu.Lock()
 	ok := q.state == queueOpen
 	if ok {
-		q.appendLocked(m, kindTunnel)
+		q.appendLocked(m, kindTunnel, 0)
 	}
 	q.mu.Unlock()
 	return ok
 }
 
-func (q *sendQueue) appendLocked(m *api.Message, k kind) {
-	q.items = append(q.items, outMsg{msg: *m, kind: k})
+func (q *sendQueue) appendLocked(m *api.Message, k kind, cost int) {
+	q.items = append(q.items, outMsg{msg: *m, kind: k, cost: cost})
 	if len(q.items) == 1 {
 		signal(q.wakeCh)
 	}
@@ -162,17 +214,58 @@ func (q *sendQueue) seal(last *api.Message) {
 	signal(q.roomCh)
 }
 
+// replace discards what is queued and seals the queue with last: the app
+// gets last next, once the writer is done with what it holds.
+func (q *sendQueue) replace(last *api.Message) {
+	q.mu.Lock()
+	if q.state == queueOpen {
+		q.discardLocked()
+		q.items = append(q.items, outMsg{msg: *last, kind: kindControl})
+		q.state = queueSealed
+	}
+	q.mu.Unlock()
+	signal(q.wakeCh)
+	signal(q.roomCh)
+}
+
 // abort discards what is queued and makes the writer stop. Later pushes
 // fail.
 func (q *sendQueue) abort() {
 	q.mu.Lock()
 	q.state = queueAborted
-	clear(q.items) // drop the payloads now
-	q.items = q.items[:0]
-	q.nBulk, q.nBytes = 0, 0
+	q.discardLocked()
 	q.mu.Unlock()
 	signal(q.wakeCh)
 	signal(q.roomCh)
+}
+
+// discardLocked drops the queued items and their byte counts.
+func (q *sendQueue) discardLocked() {
+	q.releaseLocked(q.items)
+	clear(q.items) // drop the payloads now
+	q.items = q.items[:0]
+	q.nBulk = 0
+}
+
+// releaseLocked takes items' bytes off the counts and the budget.
+func (q *sendQueue) releaseLocked(items []outMsg) {
+	for i := range items {
+		switch items[i].kind {
+		case kindBulk, kindDelivery:
+			q.nBytes -= items[i].cost
+		case kindAnswer:
+			q.nAns -= items[i].cost
+		}
+	}
+	q.unchargeLocked()
+}
+
+// written tells the queue that the writer is done with batch (written or
+// not): its bytes no longer count.
+func (q *sendQueue) written(batch []outMsg) {
+	q.mu.Lock()
+	q.releaseLocked(batch)
+	q.mu.Unlock()
 }
 
 // take waits until messages are queued and returns all of them, handing
@@ -188,7 +281,7 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 		if len(q.items) > 0 {
 			batch := q.items
 			q.items = spare[:0]
-			q.nBulk, q.nBytes = 0, 0
+			q.nBulk = 0 // bytes count until written
 			q.mu.Unlock()
 			signal(q.roomCh)
 			return batch, true

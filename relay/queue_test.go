@@ -11,7 +11,7 @@ func msg(op api.Opcode, payload int) *api.Message {
 }
 
 func TestQueueBulkBudget(t *testing.T) {
-	q := newSendQueue(3, 100, 2)
+	q := newSendQueue(3, 100, 1<<20, 2, nil)
 	for i := range 3 {
 		if !q.offer(msg(api.OpPublish, 10), kindBulk) {
 			t.Fatalf("offer %d refused", i)
@@ -20,28 +20,30 @@ func TestQueueBulkBudget(t *testing.T) {
 	if q.offer(msg(api.OpPublish, 1), kindBulk) || q.offer(msg(api.OpRequest, 1), kindDelivery) {
 		t.Fatal("offer beyond SendQueueLen admitted")
 	}
-	if !q.push(msg(api.OpReply, 0)) {
+	if ok, _ := q.push(msg(api.OpReply, 0)); !ok {
 		t.Fatal("answer refused by a full bulk budget")
 	}
 	batch, ok := q.take(nil)
 	if !ok || len(batch) != 4 || batch[3].kind != kindAnswer {
 		t.Fatalf("take = %d messages, %v", len(batch), ok)
 	}
-	// The budget is free again once the writer took the batch; bytes count too.
+	q.written(batch)
+	// The budget is free again once the writer wrote the batch; bytes count too.
 	if !q.offer(msg(api.OpPublish, 90), kindBulk) {
 		t.Fatal("offer refused after take")
 	}
 	if q.offer(msg(api.OpPublish, 20), kindBulk) {
 		t.Fatal("offer beyond SendQueueBytes admitted")
 	}
-	q.take(batch)
+	batch, _ = q.take(batch)
+	q.written(batch)
 	if !q.offer(msg(api.OpPublish, 1000), kindBulk) {
 		t.Fatal("a message larger than SendQueueBytes refused on an empty queue")
 	}
 }
 
 func TestQueueControlWaitsForRoom(t *testing.T) {
-	q := newSendQueue(1, 100, 1) // hard cap 2
+	q := newSendQueue(1, 100, 1<<20, 1, nil) // hard cap 2
 	q.push(msg(api.OpReply, 0))
 	q.push(msg(api.OpReply, 0))
 	pushed := make(chan bool)
@@ -65,10 +67,10 @@ func TestQueueControlWaitsForRoom(t *testing.T) {
 }
 
 func TestQueueSeal(t *testing.T) {
-	q := newSendQueue(4, 100, 4)
+	q := newSendQueue(4, 100, 1<<20, 4, nil)
 	q.offer(msg(api.OpBroadcast, 1), kindBulk)
 	q.seal(&api.Message{Op: api.OpClose})
-	if q.push(msg(api.OpReply, 0)) || q.offer(msg(api.OpBroadcast, 1), kindBulk) || q.pushControl(msg(api.OpReply, 0)) {
+	if ok, _ := q.push(msg(api.OpReply, 0)); ok || q.offer(msg(api.OpBroadcast, 1), kindBulk) || q.pushControl(msg(api.OpReply, 0)) {
 		t.Fatal("push after seal admitted")
 	}
 	batch, ok := q.take(nil)
@@ -88,5 +90,48 @@ func TestTimeoutOf(t *testing.T) {
 		if got := timeoutOf(tt.ms).Milliseconds(); got != tt.want {
 			t.Errorf("timeoutOf(%d) = %d ms, want %d", tt.ms, got, tt.want)
 		}
+	}
+}
+
+// TestQueueBytesCountUntilWritten checks that a batch the writer holds
+// still counts against SendQueueBytes, MaxReplyBytes and the budget, so an
+// app that does not read cannot have twice its share in memory.
+func TestQueueBytesCountUntilWritten(t *testing.T) {
+	mem := &budget{limit: 1 << 20}
+	q := newSendQueue(100, 200<<10, 100<<10, 10, mem)
+	if !q.offer(msg(api.OpPublish, 150<<10), kindBulk) {
+		t.Fatal("offer refused")
+	}
+	batch, _ := q.take(nil)
+	if q.offer(msg(api.OpPublish, 100<<10), kindBulk) {
+		t.Fatal("offer beyond SendQueueBytes admitted while the writer holds a batch")
+	}
+	if got := mem.used.Load(); got != 150<<10-freeAllowance {
+		t.Fatalf("budget used %d, want %d", got, 150<<10-freeAllowance)
+	}
+	// Replies: one large one passes alone; the next is a fault.
+	if ok, fault := q.push(&api.Message{Op: api.OpReply, ID: 1, Payload: make([]byte, 120<<10)}); !ok || fault != "" {
+		t.Fatalf("first reply: %v %q", ok, fault)
+	}
+	m := &api.Message{Op: api.OpReply, ID: 2, Payload: make([]byte, 1)}
+	if ok, fault := q.push(m); !ok || fault != faultReplyQueueFull || m.Fault != fault || m.Payload != nil || m.ID != 2 {
+		t.Fatalf("second reply: %v %q %+v", ok, fault, m)
+	}
+	q.written(batch)
+	q.abort()
+	if got := mem.used.Load(); got != 0 {
+		t.Fatalf("budget used %d after abort, want 0", got)
+	}
+	// A full budget refuses beyond the allowance.
+	mem = &budget{limit: 10}
+	q = newSendQueue(100, 1<<20, 1<<20, 10, mem)
+	if !q.offer(msg(api.OpPublish, freeAllowance), kindBulk) {
+		t.Fatal("offer within the allowance refused")
+	}
+	if q.offer(msg(api.OpPublish, 11), kindBulk) || mem.refused.Load() != 1 {
+		t.Fatal("offer beyond the budget admitted")
+	}
+	if _, fault := q.push(&api.Message{Op: api.OpReply, ID: 3, Payload: make([]byte, 11)}); fault != faultReplyBudget {
+		t.Fatalf("reply beyond the budget: fault %q", fault)
 	}
 }

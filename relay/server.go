@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/cluster"
 )
 
@@ -39,6 +40,9 @@ type Server struct {
 
 	shutdownCh chan struct{} // closed when Shutdown or Close begins
 	stats      counters
+	memQueue   budget        // half of Config.MemoryBudget, for what is queued for apps
+	memRead    budget        // the other half, for partly received messages
+	denySem    chan struct{} // bounds connections being refused with DENY
 
 	mu        sync.Mutex // protects following
 	closing   bool       // shutdownCh is closed
@@ -68,7 +72,17 @@ func New(cfg *Config, node *cluster.Node) (*Server, error) {
 	d := DefaultConfig()
 	c.PushWindow = cmp.Or(c.PushWindow, d.PushWindow)
 	c.MaxPushCredit = cmp.Or(c.MaxPushCredit, d.MaxPushCredit)
+	def := api.DefaultLimits()
+	if c.Limits.MaxMessageLen == 0 {
+		c.Limits.MaxMessageLen = def.MaxMessageLen
+	}
+	if c.Limits.MaxStringLen == 0 {
+		c.Limits.MaxStringLen = def.MaxStringLen
+	}
 	return &Server{
+		memQueue:   budget{limit: int64(c.MemoryBudget / 2)},
+		memRead:    budget{limit: int64(c.MemoryBudget - c.MemoryBudget/2)},
+		denySem:    make(chan struct{}, maxDenying),
 		cfg:        c,
 		log:        c.Logger.With().Str("component", "relay").Logger(),
 		node:       node,
@@ -223,8 +237,14 @@ func (s *Server) track(nc net.Conn) (*conn, error) {
 		return nil, ErrClosed
 	}
 	if len(s.conns) >= s.cfg.MaxConns {
-		nc.Close()
 		s.stats.refusedConns.Add(1)
+		select {
+		case s.denySem <- struct{}{}:
+			s.wg.Add(1)
+			go s.denyConn(nc)
+		default: // a flood: no goroutine for each
+			nc.Close()
+		}
 		return nil, errTooManyConns
 	}
 	s.nextID++
@@ -234,6 +254,33 @@ func (s *Server) track(nc net.Conn) (*conn, error) {
 	s.stats.accepted.Add(1)
 	s.stats.conns.Add(1)
 	return c, nil
+}
+
+// maxDenying bounds the connections over MaxConns being told why at once;
+// beyond it they are closed without a word.
+const maxDenying = 64
+
+// denyConn answers a connection over MaxConns with DENY and a reason, then
+// reads what the app sent (its INIT) for a moment so that closing does
+// not reset the connection before the app has read the DENY.
+func (s *Server) denyConn(nc net.Conn) {
+	defer s.wg.Done()
+	defer func() { <-s.denySem }()
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(min(s.cfg.HandshakeTimeout, time.Second)))
+	reason := fmt.Sprintf("iris: too many app connections: the daemon serves at most %d (-max-apps)", s.cfg.MaxConns)
+	if _, err := nc.Write(api.AppendDaemon(nil, &api.Message{Op: api.OpDeny, Magic: api.RelayMagic, Fault: reason})); err != nil {
+		return
+	}
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	buf := make([]byte, 512)
+	for {
+		if _, err := nc.Read(buf); err != nil {
+			return
+		}
+	}
 }
 
 func (s *Server) untrack(c *conn) {
@@ -302,7 +349,12 @@ func (s *Server) Close() error {
 }
 
 // Stats returns the Server's counters, for the status page and metrics.
-func (s *Server) Stats() Stats { return s.stats.snapshot() }
+func (s *Server) Stats() Stats {
+	st := s.stats.snapshot()
+	st.MemoryUsed = int(s.memQueue.used.Load() + s.memRead.used.Load())
+	st.BudgetRefusals = s.memQueue.refused.Load() + s.memRead.refused.Load()
+	return st
+}
 
 // warn logs a line about a misbehaving app, rate-limited across the Server.
 func (s *Server) warn(c *conn, err error, msg string) {

@@ -37,6 +37,12 @@ type Stats struct {
 	PushesDelivered uint64 // pushes queued for members here
 	PushesDropped   uint64 // pushes a member held, unconfirmed, when it left (reason: member gone)
 	Cancels         uint64 // requests cancelled by apps
+	MemoryUsed      int    // bytes drawn from MemoryBudget now (gauge)
+	BudgetRefusals  uint64 // messages refused because MemoryBudget was spent
+	BudgetClosed    uint64 // connections closed because their partly sent message did not fit MemoryBudget
+	StalledMessages uint64 // connections closed for not completing a message within MessageTimeout
+	DroppedReplies  uint64 // replies replaced by a fault (MaxReplyBytes or MemoryBudget)
+	InterestRefused uint64 // subscriptions and registrations refused by MaxAppInterest or the daemon's table limit
 }
 
 // counters are the Server's live Stats.
@@ -49,6 +55,8 @@ type counters struct {
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
 	noMembers, surveys, pushes, pushesBusy         atomic.Uint64
 	pushesDelivered, pushesDropped, cancels        atomic.Uint64
+	budgetClosed, stalled, droppedReplies          atomic.Uint64
+	interestRefused                                atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -76,6 +84,10 @@ func (c *counters) snapshot() Stats {
 		PushesDelivered:   c.pushesDelivered.Load(),
 		PushesDropped:     c.pushesDropped.Load(),
 		Cancels:           c.cancels.Load(),
+		BudgetClosed:      c.budgetClosed.Load(),
+		StalledMessages:   c.stalled.Load(),
+		DroppedReplies:    c.droppedReplies.Load(),
+		InterestRefused:   c.interestRefused.Load(),
 	}
 }
 

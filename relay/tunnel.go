@@ -153,7 +153,7 @@ func (ts *connTunnels) built(t *appTunnel, ct *cluster.Tunnel, err error) {
 	if err == nil {
 		answer.Size = uint64(c.srv.cfg.TunnelChunkLimit)
 	}
-	if !c.q.push(&answer) {
+	if ok, _ := c.q.push(&answer); !ok {
 		c.answers.Add(-1)
 		return
 	}

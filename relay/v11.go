@@ -62,6 +62,10 @@ func registerDenyReason(err error) string {
 		return "iris: " + reasonShutdown
 	case errors.Is(err, cluster.ErrNameTaken):
 		return api.FaultNameTaken + ": " + err.Error()
+	case errors.Is(err, cluster.ErrInterestFull):
+		return reasonInterestFull
+	case errors.Is(err, cluster.ErrBadName):
+		return "iris: bad member name: " + err.Error()
 	}
 	return "iris: bad cluster name"
 }
@@ -137,7 +141,7 @@ func (c *conn) surveyEnded(id uint64, r cluster.SurveyResult) {
 		f.Missing = append(f.Missing, api.Missing{Member: ms.Member, Daemon: ms.Daemon, Reason: ms.Reason})
 	}
 	end := api.Message{Op: api.OpSurveyEnd, ID: id, Survey: f}
-	if !c.q.push(&end) {
+	if ok, _ := c.q.push(&end); !ok {
 		c.answers.Add(-1)
 	}
 }
@@ -195,7 +199,7 @@ func (c *conn) pushAcked(id uint64, st cluster.PushStatus, reserved bool) {
 		c.q.pushControl(&ack)
 		return
 	}
-	if !c.q.push(&ack) {
+	if ok, _ := c.q.push(&ack); !ok {
 		c.answers.Add(-1)
 	}
 }

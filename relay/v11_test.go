@@ -62,7 +62,7 @@ func TestV11InV10Session(t *testing.T) {
 	c.sendHex(hexInitPlain)
 	c.expectHex(hexInitOK)
 	c.sendHex("14 01") // CANCEL
-	c.expectClosed()
+	c.expectRefused(api.OpClose, "unknown opcode 0x14")
 
 	old := connect(t, d, "svc")
 	cur, _ := connectV11(t, d, "svc", "new")

@@ -34,6 +34,7 @@ func TestTunnelBuildBytes(t *testing.T) {
 		if tun.ChunkLimit() != 64<<10 || tun.Cluster() != "svc" {
 			t.Fatalf("ChunkLimit %d, Cluster %q", tun.ChunkLimit(), tun.Cluster())
 		}
+		synctest.Wait() // the read loop has handled the daemon's TUN_ALLOW
 		tun.mu.Lock()
 		credit := tun.credit
 		tun.mu.Unlock()

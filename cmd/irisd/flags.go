@@ -98,6 +98,7 @@ type rawFlags struct {
 	memberCapacity                      int
 	drainTimeout                        time.Duration
 	pprof                               bool
+	mem                                 memoryFlags // limits.go
 }
 
 const usageText = `Usage:
@@ -142,6 +143,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
 	fs.DurationVar(&r.drainTimeout, "drain-timeout", daemon.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long local apps may take to answer the requests they hold, with no new work sent here, before the daemon leaves (`DURATION`, 0 skips the drain; or $IRIS_DRAIN_TIMEOUT)")
+	r.mem.add(fs)
 	return fs
 }
 
@@ -252,7 +254,7 @@ func (r *rawFlags) applyLimits(c *daemon.Config) error {
 		cc.MemberCapacity = r.memberCapacity
 	}
 	c.Cluster = cc
-	return nil
+	return r.mem.apply(c)
 }
 
 // loadKey sets the network keys from -key, else $IRIS_KEY, else (with -dev)

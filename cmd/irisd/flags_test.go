@@ -328,3 +328,34 @@ func TestUsagePlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryFlags: the memory limits come from flags or IRIS_* variables,
+// a flag winning.
+func TestMemoryFlags(t *testing.T) {
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{envNet: "n", envKey: key.Text(), "IRIS_APP_MEMORY": "1000000",
+		"IRIS_MESSAGE_TIMEOUT": "7s", "IRIS_MAX_PENDING": "99", "IRIS_MAX_INTEREST": "5000"}
+	o, err := parseArgs([]string{"-max-interest", "6000", "-max-reply-bytes", "4096", "-max-app-interest", "2048"},
+		func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, c := o.cfg.Relay, o.cfg.Cluster
+	if r.MemoryBudget != 1000000 || r.MessageTimeout != 7*time.Second || r.MaxReplyBytes != 4096 ||
+		r.MaxAppInterest != 2048 || c.MaxPendingRequests != 99 || c.MaxInterestBytes != 6000 {
+		t.Fatalf("limits not applied: relay %+v cluster %+v", r, c)
+	}
+	vars["IRIS_MAX_PENDING"] = "many"
+	if _, err := parseArgs(nil, func(k string) string { return vars[k] }); err == nil {
+		t.Error("IRIS_MAX_PENDING=many accepted")
+	}
+	vars["IRIS_MAX_PENDING"] = ""
+	for _, bad := range [][]string{{"-app-memory", "-1"}, {"-max-interest", "1073741824"}, {"-message-timeout", "-1s"}} {
+		if _, err := parseArgs(bad, func(k string) string { return vars[k] }); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

@@ -326,7 +326,7 @@ func testWrongKey(t *testing.T, dir string, pa *proc, seed string, members []*pr
 	x := newNode(t, "x")
 	px := startIrisd(t, "x", x.status, nil, x.args("-net", "test", "-key", otherKey, "-join", seed)...)
 	waitFor(t, 10*time.Second, "both sides to log the refusal", func() bool {
-		return strings.Contains(px.stderr.String(), "peer refused our handshake") &&
+		return strings.Contains(px.stderr.String(), "peer closed the connection during our handshake") &&
 			strings.Contains(pa.stderr.String(), "refused connection: handshake failed")
 	})
 	for _, p := range members {

@@ -66,6 +66,9 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 	zerolog.ErrorMarshalFunc = func(err error) any { return oneLine(tidy(err)) }
 	log := newLogger(stderr, opts.logLevel)
 	opts.cfg.Logger = log
+	if limit := setSoftMemoryLimit(opts.cfg, getenv); limit > 0 {
+		log.Debug().Int64("bytes", limit).Msg("soft memory limit set (GOMEMLIMIT overrides)")
+	}
 	if opts.ephemeralKey {
 		log.Info().Msg("dev mode: generated an ephemeral network key; only this process knows it")
 	}
@@ -101,6 +104,10 @@ func run(args []string, getenv func(string) string, stdout io.Writer, stderr *os
 		case sig = <-sigCh:
 		case <-hupCh:
 			reloadKeys(d, opts, log)
+		case <-d.Failed():
+			log.Error().Err(d.Err()).Msg("irisd stopped")
+			_ = d.Close()
+			return exitError
 		}
 	}
 	timeout := opts.cfg.DrainTimeout + shutdownTimeout

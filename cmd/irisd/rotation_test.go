@@ -164,7 +164,7 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 	y := newNode(t, "y")
 	py := startIrisd(t, "y", y.status, nil, y.args("-net", "rotate", "-key", oldOnly, "-join", a.listen)...)
 	waitFor(t, 15*time.Second, "a daemon with only the old key to be refused", func() bool {
-		return strings.Contains(py.stderr.String(), "peer refused our handshake")
+		return strings.Contains(py.stderr.String(), "peer closed the connection during our handshake")
 	})
 	if a.sees([]string{"y"}, "alive", "suspect", "dead", "left") {
 		t.Fatal("a lists the daemon with the old key")
