@@ -330,6 +330,7 @@ func (d *Daemon) drain(ctx context.Context) {
 		return
 	}
 	start := time.Now()
+	d.ov.AnnounceLeaving() // peers then record the leave as such, whatever comes first
 	d.node.Drain()
 	deadline := time.NewTimer(d.cfg.DrainTimeout)
 	defer deadline.Stop()

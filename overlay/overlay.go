@@ -208,6 +208,19 @@ func (o *Overlay) Join(addrs []string) (int, error) {
 	return n, nil
 }
 
+// AnnounceLeaving gossips, ahead of Leave, that this node is about to
+// leave, so that peers record it as left rather than failed even if the
+// leave itself reaches them first or not at all. It returns at once.
+func (o *Overlay) AnnounceLeaving() {
+	o.metaMu.Lock()
+	o.meta.Leaving = true
+	o.metaMu.Unlock()
+	select {
+	case o.metaCh <- struct{}{}:
+	default:
+	}
+}
+
 // Leave tells the network this node is leaving, so peers see it as left
 // rather than failed, waiting at most timeout for the news to go out.
 // Close the overlay afterwards.

@@ -165,8 +165,20 @@ func (fn *faultNet) allAlive() bool {
 }
 
 func (fn *faultNet) waitAllAlive(timeout time.Duration, what string) time.Duration {
+	fn.t.Helper()
 	start := time.Now()
-	waitFor(fn.t, timeout, what+": every /status shows all five alive", fn.allAlive)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for !fn.allAlive() {
+		if time.Since(start) > timeout {
+			for _, p := range fn.procs {
+				st, ok := p.peerStates()
+				fn.t.Logf("%s sees %v (status read: %v)", p.name, st, ok)
+			}
+			fn.t.Fatalf("timed out after %v waiting for %s: every /status shows all five alive", timeout, what)
+		}
+		<-tick.C
+	}
 	return time.Since(start)
 }
 
@@ -476,7 +488,9 @@ func TestFaultTermMember(t *testing.T) {
 	termAt := time.Now()
 	fn.procs[4].stop(t, syscall.SIGTERM)
 	exited := time.Since(termAt)
-	waitFor(t, 15*time.Second, "host 1 to see host 5 left", func() bool { return fn.procs[0].sees([]string{"h5"}, "left") })
+	waitFor(t, 15*time.Second, "host 1 to see host 5 left (not dead: it left gracefully)", func() bool {
+		return fn.procs[0].sees([]string{"h5"}, "left")
+	})
 	l.waitOK(t, 2000, "requests to flow after host 5 left")
 	fn.procs = fn.procs[:4]
 	l.finish()
