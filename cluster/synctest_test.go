@@ -162,7 +162,9 @@ func TestNodeWidePendingCap(t *testing.T) {
 // cost nothing more, and closing gives the room back.
 func TestInterestLimit(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.MaxInterestBytes = 4 * (100 + InterestEntryCost)
+	// Four names of 100 bytes, and room for the default name (at most 16
+	// bytes here) of the one member: a table carries member names too.
+	cfg.MaxInterestBytes = 4*(100+InterestEntryCost) + 16 + InterestEntryCost
 	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +195,7 @@ func TestInterestLimit(t *testing.T) {
 	if _, err := n.Register(name('t'), holdMember{}, 0); !errors.Is(err, ErrInterestFull) {
 		t.Fatalf("a fifth name: %v, want ErrInterestFull", err)
 	}
-	if st := n.Stats(); st.InterestRefused != 2 || st.InterestBytes != 4*(100+InterestEntryCost) {
+	if st := n.Stats(); st.InterestRefused != 2 || st.InterestBytes != 4*(100+InterestEntryCost)+len(reg.Name())+InterestEntryCost {
 		t.Fatalf("stats %+v", st)
 	}
 	reg.Close()
