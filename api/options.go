@@ -37,6 +37,11 @@ type InitInfo struct {
 	// PushWindow ("push_window") is how many of the app's pushes may wait
 	// for their PUSH_ACK at once; more break the protocol.
 	PushWindow uint64
+	// Unconfirmed ("unconfirmed") lists the daemons that had not confirmed
+	// a service's registration when the daemon answered its INIT (it waits
+	// a bounded time for every daemon alive to know the member); empty when
+	// all did. The value is a list: string(daemon id) repeated.
+	Unconfirmed []string
 }
 
 // FaultNameTaken starts the reason of the DENY that refuses a member name
@@ -74,7 +79,8 @@ func EncodeInitInfo(i *InitInfo) []byte {
 	b := appendStringField(nil, "daemon", i.Daemon)
 	b = appendStringField(b, "member", i.Member)
 	b = appendUintField(b, "max_message", i.MaxMessage)
-	return appendUintField(b, "push_window", i.PushWindow)
+	b = appendUintField(b, "push_window", i.PushWindow)
+	return appendListField(b, "unconfirmed", i.Unconfirmed)
 }
 
 // DecodeInitInfo decodes a daemon INIT's options block. Errors wrap
@@ -92,6 +98,8 @@ func DecodeInitInfo(b []byte) (InitInfo, error) {
 			i.MaxMessage, err = fieldUint(key, v)
 		case "push_window":
 			i.PushWindow, err = fieldUint(key, v)
+		case "unconfirmed":
+			i.Unconfirmed, err = fieldList(key, v)
 		}
 		return err
 	})
@@ -112,6 +120,31 @@ func appendUintField(b []byte, key string, v uint64) []byte {
 	b = appendString(b, key)
 	b = binary.AppendUvarint(b, uint64(varintLen(v)))
 	return binary.AppendUvarint(b, v)
+}
+
+func appendListField(b []byte, key string, v []string) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	var val []byte
+	for _, s := range v {
+		val = appendString(val, s)
+	}
+	return appendBytes(appendString(b, key), val)
+}
+
+// fieldList decodes a list value: string(item) repeated to its end.
+func fieldList(key string, v []byte) ([]string, error) {
+	var out []string
+	for len(v) > 0 {
+		item, rest, ok := cutField(v)
+		if !ok {
+			return nil, fmt.Errorf("%w: options field %q: truncated list item", ErrProtocol, key)
+		}
+		out = append(out, string(item))
+		v = rest
+	}
+	return out, nil
 }
 
 func varintLen(v uint64) int {
