@@ -51,6 +51,11 @@ type Node struct {
 	remotes  map[string]*remoteNode     // peer id → what it serves
 	clusters map[string]*targets        // cluster → balancing targets (rebuilt on change)
 	topics   map[string][]*remoteNode   // topic → remote nodes with subscribers
+	pats     map[string][]*subscription // subject pattern → local subscriptions (copy on write)
+	psubs    sublist[*subscription]     // the same patterns, for matching
+	rpats    sublist[*remoteNode]       // remote daemons' patterns
+
+	conf confirms // waits for the other daemons to confirm the table (confirm.go)
 
 	tun tunnels
 	ext ext // surveys, pushes and cancels (ext.go)
@@ -66,6 +71,7 @@ type counters struct {
 	requests, replies, faults, timeouts    atomic.Uint64
 	broadcastsOut, publishesOut            atomic.Uint64
 	delivered, dropped, badFrames, retries atomic.Uint64
+	unconfirmed                            atomic.Uint64 // Confirm calls that timed out
 }
 
 // New returns a Node. It serves nothing until Start.
@@ -87,6 +93,7 @@ func New(cfg *Config) (*Node, error) {
 		remotes:    map[string]*remoteNode{},
 		clusters:   map[string]*targets{},
 		topics:     map[string][]*remoteNode{},
+		pats:       map[string][]*subscription{},
 		pending:    map[uint64]*pending{},
 		tun:        tunnels{ends: map[uint64]*Tunnel{}, opens: map[uint64]*tunOpen{}},
 	}, nil
@@ -121,6 +128,7 @@ func (n *Node) Close() error {
 		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
 		n.failTunnels("*", "iris: daemon shutting down")
 		n.extClose()
+		n.confirmClose()
 	})
 	return nil
 }
@@ -150,7 +158,9 @@ func (n *Node) HandleFrame(from string, payload []byte) {
 	case fReply:
 		err = n.handleReply(from, &rd)
 	case fTable:
-		err = n.handleTable(from, rd.rest())
+		if err = n.handleTable(from, rd.rest()); err == nil {
+			n.ackTable(from)
+		}
 	case fTableReq:
 		n.sendTable(from)
 	case fBroadcast:

@@ -242,8 +242,10 @@ func (n *Node) peerGone(id string) {
 	if r != nil {
 		delete(n.remotes, id)
 		n.rebuildForLocked(r.tbl)
+		n.repatternLocked(r, r.tbl, nil)
 	}
 	n.mu.Unlock()
+	n.confirmPeerGone(id)
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: serving daemon failed")
 	n.failTunnels(id, "iris: far daemon failed")
 	n.extPeerDown(id)

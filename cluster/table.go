@@ -14,6 +14,7 @@ type table struct {
 	Version  uint64                `codec:"v"`
 	Clusters map[string]tableEntry `codec:"c,omitempty"`
 	Topics   map[string]uint32     `codec:"t,omitempty"` // topic → local subscribers
+	Patterns map[string]uint32     `codec:"w,omitempty"` // wildcard subject → local subscriptions (v1.1)
 }
 
 type tableEntry struct {
@@ -45,6 +46,11 @@ func decodeTable(b []byte) (*table, error) {
 			return nil, fmt.Errorf("%w: table: bad topic", errBadFrame)
 		}
 	}
+	for p := range t.Patterns {
+		if validSubject(p) != nil || !isPattern(p) {
+			return nil, fmt.Errorf("%w: table: bad subject pattern", errBadFrame)
+		}
+	}
 	return &t, nil
 }
 
@@ -60,6 +66,12 @@ func (n *Node) localTableLocked() *table {
 	}
 	for topic, ss := range n.subs {
 		t.Topics[topic] = uint32(len(ss))
+	}
+	if len(n.pats) > 0 {
+		t.Patterns = make(map[string]uint32, len(n.pats))
+		for p, ss := range n.pats {
+			t.Patterns[p] = uint32(len(ss))
+		}
 	}
 	return t
 }
@@ -141,6 +153,7 @@ func (n *Node) handleTable(from string, b []byte) error {
 	r.tbl = t
 	n.rebuildForLocked(old)
 	n.rebuildForLocked(t)
+	n.repatternLocked(r, old, t)
 	return nil
 }
 
