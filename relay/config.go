@@ -99,6 +99,14 @@ type Config struct {
 	// MaxPushCredit (0 means the default) caps the push credit a v1.1 member may grant with PULL:
 	// the pushes queued for it at once. Default 4096.
 	MaxPushCredit int
+
+	// ConfirmTimeout bounds how long, in a v1.1 session, a SUBSCRIBE waits
+	// for SUBSCRIBED and a service's INIT for its answer, while the daemon
+	// waits for every other daemon alive to confirm it knows the new
+	// subscription or member. The answer then names the daemons that had
+	// not confirmed. Default 2s; a registration waits at most half of
+	// HandshakeTimeout. 0 means the default.
+	ConfirmTimeout time.Duration
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -120,6 +128,7 @@ func DefaultConfig() *Config {
 		MaxConns:             16384,
 		PushWindow:           1024,
 		MaxPushCredit:        4096,
+		ConfirmTimeout:       2 * time.Second,
 	}
 }
 
@@ -155,6 +164,8 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MaxConns must be positive")
 	case c.PushWindow < 0 || c.MaxPushCredit < 0:
 		return errors.New("relay: config: PushWindow and MaxPushCredit must not be negative")
+	case c.ConfirmTimeout < 0:
+		return errors.New("relay: config: ConfirmTimeout must not be negative")
 	}
 	return nil
 }

@@ -80,6 +80,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		delivered: make(map[uint64]*delivery),
 	}
 	c.tun = newTunnels(c)
+	c.q.gapStat = &s.stats.gapNotices
 	return c
 }
 
@@ -180,6 +181,9 @@ func (c *conn) handshake() error {
 		if err := c.register(m.Cluster, name); err != nil {
 			return err
 		}
+		if c.x.on {
+			c.x.unconfirmed = c.confirmRegistration() // subs.go
+		}
 	}
 	// Ready before the answer is written: from now on a graceful close
 	// queues CLOSE, which the write loop sends after this INIT.
@@ -269,7 +273,7 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpReply:
 		return c.handleReply(m)
 	case api.OpSubscribe:
-		c.handleSubscribe(m.Topic)
+		return c.handleSubscribe(m.Topic)
 	case api.OpUnsubscribe:
 		c.handleUnsubscribe(m.Topic)
 	case api.OpPublish:

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/iris-mesh/iris/api"
 )
@@ -67,6 +68,9 @@ type sendQueue struct {
 	nBulk  int // kindBulk and kindDelivery items in items
 	nBytes int // their payload bytes
 	state  queueState
+	gap    uint64 // events dropped since the last GAP (v1.1; subs.go)
+	// gapStat counts the GAPs sent (Server stats); nil in tests.
+	gapStat *atomic.Uint64
 }
 
 func newSendQueue(bulkLen, bulkBytes, maxAnswers int) *sendQueue {
@@ -185,8 +189,8 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 			q.mu.Unlock()
 			return nil, false
 		}
-		if len(q.items) > 0 {
-			batch := q.items
+		if len(q.items) > 0 || q.gap > 0 {
+			batch := q.takeGapLocked(q.items)
 			q.items = spare[:0]
 			q.nBulk, q.nBytes = 0, 0
 			q.mu.Unlock()

@@ -68,6 +68,7 @@ func New(cfg *Config, node *cluster.Node) (*Server, error) {
 	d := DefaultConfig()
 	c.PushWindow = cmp.Or(c.PushWindow, d.PushWindow)
 	c.MaxPushCredit = cmp.Or(c.MaxPushCredit, d.MaxPushCredit)
+	c.ConfirmTimeout = cmp.Or(c.ConfirmTimeout, d.ConfirmTimeout)
 	return &Server{
 		cfg:        c,
 		log:        c.Logger.With().Str("component", "relay").Logger(),

@@ -37,6 +37,12 @@ type Stats struct {
 	PushesDelivered uint64 // pushes queued for members here
 	PushesDropped   uint64 // pushes a member held, unconfirmed, when it left (reason: member gone)
 	Cancels         uint64 // requests cancelled by apps
+
+	// Protocol v1.1, subscriptions.
+	GapNotices          uint64 // GAP notices sent to apps that lost events
+	SubscribesConfirmed uint64 // SUBSCRIBEs answered with SUBSCRIBED
+	RegistersConfirmed  uint64 // service INITs answered once the member was known network-wide
+	Unconfirmed         uint64 // of those, answered with daemons that had not confirmed
 }
 
 // counters are the Server's live Stats.
@@ -49,6 +55,8 @@ type counters struct {
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
 	noMembers, surveys, pushes, pushesBusy         atomic.Uint64
 	pushesDelivered, pushesDropped, cancels        atomic.Uint64
+	gapNotices, subscribesConfirmed                atomic.Uint64
+	registersConfirmed, unconfirmed                atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -76,6 +84,11 @@ func (c *counters) snapshot() Stats {
 		PushesDelivered:   c.pushesDelivered.Load(),
 		PushesDropped:     c.pushesDropped.Load(),
 		Cancels:           c.cancels.Load(),
+
+		GapNotices:          c.gapNotices.Load(),
+		SubscribesConfirmed: c.subscribesConfirmed.Load(),
+		RegistersConfirmed:  c.registersConfirmed.Load(),
+		Unconfirmed:         c.unconfirmed.Load(),
 	}
 }
 

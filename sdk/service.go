@@ -95,6 +95,13 @@ func Register(ctx context.Context, cfg *Config, cluster string, handler Handler,
 // predates protocol v1.1.
 func (s *Service) Name() string { return s.conn.svc.name }
 
+// Unconfirmed lists the daemons that had not confirmed the registration
+// when Register returned (the daemon waits a bounded time for every daemon
+// alive to know a new member): a request sent from one of them right after
+// Register may not find the service yet. Empty when every daemon confirmed
+// it, and always with a daemon that predates protocol v1.1.
+func (s *Service) Unconfirmed() []string { return s.conn.x.unconfirmed }
+
 // Cluster returns the name of the cluster the service is a member of.
 func (s *Service) Cluster() string { return s.conn.cluster }
 
