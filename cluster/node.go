@@ -55,7 +55,8 @@ type Node struct {
 	psubs    sublist[*subscription]     // the same patterns, for matching
 	rpats    sublist[*remoteNode]       // remote daemons' patterns
 
-	conf confirms // waits for the other daemons to confirm the table (confirm.go)
+	mcache *matchCache // Publish's match results while patterns exist (subject.go)
+	conf   confirms    // waits for the other daemons to confirm the table (confirm.go)
 
 	tun tunnels
 	ext ext // surveys, pushes and cancels (ext.go)
@@ -94,6 +95,7 @@ func New(cfg *Config) (*Node, error) {
 		clusters:   map[string]*targets{},
 		topics:     map[string][]*remoteNode{},
 		pats:       map[string][]*subscription{},
+		mcache:     newMatchCache(),
 		pending:    map[uint64]*pending{},
 		tun:        tunnels{ends: map[uint64]*Tunnel{}, opens: map[uint64]*tunOpen{}},
 	}, nil

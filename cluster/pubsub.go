@@ -90,8 +90,7 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 // daemon with subscribers. The caller must not modify event afterwards.
 func (n *Node) Publish(topic string, event []byte) {
 	n.mu.RLock()
-	subs := n.matchLocalLocked(topic, n.subs[topic])
-	remotes := n.matchRemoteLocked(topic, n.topics[topic])
+	subs, remotes := n.matchLocked(topic)
 	ov := n.ov
 	n.mu.RUnlock()
 	n.stats.publishesOut.Add(1)

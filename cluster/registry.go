@@ -170,6 +170,7 @@ func (n *Node) rebuildLocked(cluster string) {
 
 // rebuildTopicLocked recomputes the remote daemons subscribed to topic.
 func (n *Node) rebuildTopicLocked(topic string) {
+	n.invalidateLocked()
 	var list []*remoteNode
 	for _, r := range n.remotes {
 		if r.tbl != nil && r.tbl.Topics[topic] > 0 {

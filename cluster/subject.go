@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"hash/maphash"
 	"reflect"
 	"slices"
+	"sync/atomic"
 )
 
 // SubscribeSubject subscribes s to subject, a topic that may have wildcard
@@ -113,6 +115,7 @@ func (n *Node) repatternLocked(r *remoteNode, old, t *table) {
 	if t != nil {
 		newP = t.Patterns
 	}
+	n.invalidateLocked()
 	for p, c := range oldP {
 		if c > 0 && newP[p] == 0 {
 			n.rpats.remove(p, r)
@@ -123,4 +126,52 @@ func (n *Node) repatternLocked(r *remoteNode, old, t *table) {
 			n.rpats.insert(p, r)
 		}
 	}
+}
+
+// matchCacheSize is the number of topics whose match results a node keeps
+// (direct-mapped by hash): publishers reuse their topics, and a hit costs
+// a hash and a compare rather than a walk of the trie.
+const matchCacheSize = 4096
+
+// matchCache caches the full match results of published topics (exact and
+// pattern subscribers, local and remote) while patterns exist. Entries are
+// immutable and tagged with the generation they were computed in; every
+// change to what a topic may match bumps gen (under n.mu.Lock), which
+// invalidates them all. Publish reads and fills it under n.mu.RLock.
+type matchCache struct {
+	seed    maphash.Seed
+	gen     atomic.Uint64
+	entries [matchCacheSize]atomic.Pointer[matchEntry]
+}
+
+type matchEntry struct {
+	gen     uint64
+	topic   string
+	subs    []*subscription
+	remotes []*remoteNode
+}
+
+func newMatchCache() *matchCache { return &matchCache{seed: maphash.MakeSeed()} }
+
+// invalidateLocked drops every cached result. n.mu must be held for
+// writing.
+func (n *Node) invalidateLocked() { n.mcache.gen.Add(1) }
+
+// matchLocked returns the local subscriptions and the remote daemons an
+// event published to topic goes to. n.mu must be held (read).
+func (n *Node) matchLocked(topic string) ([]*subscription, []*remoteNode) {
+	if n.psubs.n+n.rpats.n == 0 {
+		return n.subs[topic], n.topics[topic]
+	}
+	c := n.mcache
+	gen := c.gen.Load()
+	slot := &c.entries[maphash.String(c.seed, topic)%matchCacheSize]
+	if e := slot.Load(); e != nil && e.gen == gen && e.topic == topic {
+		return e.subs, e.remotes
+	}
+	e := &matchEntry{gen: gen, topic: topic}
+	e.subs = n.matchLocalLocked(topic, n.subs[topic])
+	e.remotes = n.matchRemoteLocked(topic, n.topics[topic])
+	slot.Store(e)
+	return e.subs, e.remotes
 }

@@ -188,15 +188,20 @@ func (s *sublist[V]) remove(pattern string, v V) bool {
 // match appends to out the values of every pattern topic matches (a value
 // under several matching patterns comes once per pattern) and returns it.
 func (s *sublist[V]) match(topic string, out []V) []V {
-	if s.n == 0 || hasEmptyToken(topic) {
+	if s.n == 0 {
 		return out
 	}
 	return s.root.match(topic, out)
 }
 
+// match matches topic, the tokens left, against l. An empty token matches
+// nothing, so a topic with one matches no pattern.
 func (l *level[V]) match(topic string, out []V) []V {
 	tok, rest, more := strings.Cut(topic, ".")
-	if l.fwc != nil {
+	if tok == "" {
+		return out
+	}
+	if l.fwc != nil && !hasEmptyToken(topic) {
 		out = append(out, l.fwc.vals...) // ">" takes tok and whatever follows
 	}
 	if n := l.lit[tok]; n != nil {

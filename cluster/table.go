@@ -79,6 +79,7 @@ func (n *Node) localTableLocked() *table {
 // markDirtyLocked bumps the table version and wakes the pusher.
 func (n *Node) markDirtyLocked() {
 	n.version++
+	n.invalidateLocked()
 	select {
 	case n.tableCh <- struct{}{}:
 	default:
