@@ -73,6 +73,7 @@ type counters struct {
 	broadcastsOut, publishesOut            atomic.Uint64
 	delivered, dropped, badFrames, retries atomic.Uint64
 	unconfirmed                            atomic.Uint64 // Confirm calls that timed out
+	eventsDropped                          atomic.Uint64 // event copies to other daemons dropped (link queue full)
 }
 
 // New returns a Node. It serves nothing until Start.

@@ -104,6 +104,7 @@ func (n *Node) Publish(topic string, event []byte) {
 	for _, r := range remotes {
 		if ov.Send(r.id, overlay.Bulk, head, event) != nil {
 			n.stats.dropped.Add(1)
+			n.stats.eventsDropped.Add(1)
 		}
 	}
 }

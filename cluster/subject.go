@@ -175,3 +175,20 @@ func (n *Node) matchLocked(topic string) ([]*subscription, []*remoteNode) {
 	slot.Store(e)
 	return e.subs, e.remotes
 }
+
+// SubjectStats counts subjects and confirmations (issue 10).
+type SubjectStats struct {
+	Patterns       int    // wildcard subscriptions on this daemon
+	RemotePatterns int    // wildcard subjects of other daemons, one per daemon and subject
+	EventsDropped  uint64 // event copies to other daemons dropped: the link's queue was full
+	Unconfirmed    uint64 // Confirm waits that ended with daemons that had not confirmed
+}
+
+// SubjectStats returns the node's subject counters.
+func (n *Node) SubjectStats() SubjectStats {
+	n.mu.RLock()
+	p, rp := n.psubs.n, n.rpats.n
+	n.mu.RUnlock()
+	return SubjectStats{Patterns: p, RemotePatterns: rp,
+		EventsDropped: n.stats.eventsDropped.Load(), Unconfirmed: n.stats.unconfirmed.Load()}
+}

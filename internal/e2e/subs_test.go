@@ -245,6 +245,9 @@ func TestStalledSubscriberToldExactLoss(t *testing.T) {
 		t.Fatalf("fast subscriber: %d of %d events, stats %+v", fastGot.Load(), sent, fast.Stats())
 	}
 	st := d.Relay().Stats()
+	if st.DroppedEvents != lost+slow.Stats().EventsLost {
+		t.Fatalf("relay counted %d events dropped, the apps were told of %d", st.DroppedEvents, lost+slow.Stats().EventsLost)
+	}
 	t.Logf("stalled %v: published %d x 1 KiB while stalled; socket reader lost %d (told in %d GAPs), stalled handler lost %d (SDK) + %d (daemon GAPs); relay dropped %d, %d GAPs",
 		stall, want, lost, gaps, sl, slow.Stats().EventsLost, st.DroppedEvents, st.GapNotices)
 	t.Logf("fast subscriber (busy machine): %.0f events/s alone, %.0f with the stalled ones (%.0f%%)", alone, withStalled, 100*withStalled/alone)
