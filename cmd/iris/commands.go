@@ -199,9 +199,11 @@ reported on stderr as they are counted.`,
 			})
 			one := sdk.TopicLimits{EventThreads: 1} // print in arrival order
 			sctx, scancel := context.WithTimeout(ctx, e.timeout)
+			mu.Lock() // the acknowledgement is printed before any event
 			res, err := c.SubscribeAcked(sctx, topic, h, &one)
 			scancel()
 			if err != nil {
+				mu.Unlock()
 				return err
 			}
 			errMu.Lock()
@@ -215,6 +217,7 @@ reported on stderr as they are counted.`,
 				fmt.Fprintf(e.stderr, "iris: subscribed to %s (confirmed by every daemon)\n", topic)
 			}
 			errMu.Unlock()
+			mu.Unlock()
 			select {
 			case <-ctx.Done():
 			case <-c.Done():
