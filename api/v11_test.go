@@ -67,8 +67,8 @@ var v11DaemonVectors = []vector{
 	{"NO_MEMBERS/request", `15 04 ac02`, Message{Op: OpNoMembers, Call: OpRequest, ID: 300}},
 	{"NO_MEMBERS/push", `15 11 05`, Message{Op: OpNoMembers, Call: OpPush, ID: 5}},
 	{"SUBSCRIBED/all", `16 06 "news.>" 00`, Message{Op: OpSubscribed, Topic: "news.>"}},
-	{"SUBSCRIBED/unconfirmed", `16 04 "a.*." 02 01 "b" 01 "c"`,
-		Message{Op: OpSubscribed, Topic: "a.*.", Daemons: []string{"b", "c"}}},
+	{"SUBSCRIBED/unconfirmed", `16 03 "a.*" 02 01 "b" 01 "c"`,
+		Message{Op: OpSubscribed, Topic: "a.*", Daemons: []string{"b", "c"}}},
 	{"GAP", `17 ac02`, Message{Op: OpGap, Size: 300}},
 }
 
