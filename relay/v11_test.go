@@ -157,3 +157,27 @@ func TestV11PushDroppedCounted(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestV11Subscribe: a v1.1 SUBSCRIBE is answered with SUBSCRIBED (twice for
+// the same subject too), a wildcard subject gets matching events once with
+// their topic, and a bad subject breaks the protocol.
+func TestV11Subscribe(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, nil)
+	c, _ := connectV11(t, d, "", "")
+	for _, subject := range []string{"news.*", "news.>", "news.*"} {
+		c.send(api.Message{Op: api.OpSubscribe, Topic: subject})
+		if m := c.recv(); m.Op != api.OpSubscribed || m.Topic != subject || len(m.Daemons) != 0 {
+			t.Fatalf("SUBSCRIBE %q answered %+v", subject, m)
+		}
+	}
+	c.send(api.Message{Op: api.OpPublish, Topic: "news.sport", Payload: []byte("goal")})
+	c.send(api.Message{Op: api.OpPublish, Topic: "news.sport.local", Payload: []byte("won")})
+	for _, want := range []string{"news.sport goal", "news.sport.local won"} {
+		if m := c.recv(); m.Op != api.OpPublish || m.Topic+" "+string(m.Payload) != want {
+			t.Fatalf("got %+v, want %s once", m, want)
+		}
+	}
+	c.send(api.Message{Op: api.OpSubscribe, Topic: "a..b"})
+	c.expectClosed()
+}
