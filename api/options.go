@@ -42,6 +42,12 @@ type InitInfo struct {
 	// a bounded time for every daemon alive to know the member); empty when
 	// all did. The value is a list: string(daemon id) repeated.
 	Unconfirmed []string
+	// Subjects ("subjects", integer 1) says the daemon implements the
+	// subscriptions of protocol v1.1: it answers every SUBSCRIBE with
+	// SUBSCRIBED, matches wildcard subjects and sends GAP. A v1.1 daemon
+	// without it (an early one) treats topics as exact names and never
+	// answers SUBSCRIBE.
+	Subjects bool
 }
 
 // FaultNameTaken starts the reason of the DENY that refuses a member name
@@ -80,7 +86,11 @@ func EncodeInitInfo(i *InitInfo) []byte {
 	b = appendStringField(b, "member", i.Member)
 	b = appendUintField(b, "max_message", i.MaxMessage)
 	b = appendUintField(b, "push_window", i.PushWindow)
-	return appendListField(b, "unconfirmed", i.Unconfirmed)
+	b = appendListField(b, "unconfirmed", i.Unconfirmed)
+	if i.Subjects {
+		b = appendUintField(b, "subjects", 1)
+	}
+	return b
 }
 
 // DecodeInitInfo decodes a daemon INIT's options block. Errors wrap
@@ -100,6 +110,10 @@ func DecodeInitInfo(b []byte) (InitInfo, error) {
 			i.PushWindow, err = fieldUint(key, v)
 		case "unconfirmed":
 			i.Unconfirmed, err = fieldList(key, v)
+		case "subjects":
+			var x uint64
+			x, err = fieldUint(key, v)
+			i.Subjects = x != 0
 		}
 		return err
 	})

@@ -184,9 +184,9 @@ func TestInitOptions(t *testing.T) {
 		t.Errorf("bad varint value: %v", err)
 	}
 	// The list of daemons that did not confirm a registration.
-	u := InitInfo{Daemon: "a", Unconfirmed: []string{"b", "cd"}}
+	u := InitInfo{Daemon: "a", Unconfirmed: []string{"b", "cd"}, Subjects: true}
 	ub := EncodeInitInfo(&u)
-	if want := wire(t, `06 "daemon" 01 "a" 0b "unconfirmed" 05 01 "b" 02 "cd"`); !bytes.Equal(ub, want) {
+	if want := wire(t, `06 "daemon" 01 "a" 0b "unconfirmed" 05 01 "b" 02 "cd" 08 "subjects" 01 01`); !bytes.Equal(ub, want) {
 		t.Fatalf("EncodeInitInfo(unconfirmed) = % x, want % x", ub, want)
 	}
 	if got, err := DecodeInitInfo(ub); err != nil || !reflect.DeepEqual(got, u) {

@@ -55,6 +55,7 @@ func (c *conn) initAnswer(version string) api.Message {
 			PushWindow: uint64(c.srv.cfg.PushWindow),
 
 			Unconfirmed: c.x.unconfirmed,
+			Subjects:    true,
 		}
 		accept.Payload = api.EncodeInitInfo(&info)
 	}

@@ -42,9 +42,10 @@ type SubscribeResult struct {
 // topic each event was published to. SubscribeAcked returns once the
 // daemon answers that every daemon alive knows the subscription.
 //
-// With a daemon that predates v1.1 topic is an exact name (a subscription
-// to "news.*" is to that literal topic) and SubscribeAcked returns once the
-// subscription is sent, with Confirmed false.
+// With a daemon that predates v1.1 (or an early v1.1 daemon, whose INIT
+// answer lacks api.InitInfo.Subjects) topic is an exact name (a
+// subscription to "news.*" is to that literal topic) and SubscribeAcked
+// returns once the subscription is sent, with Confirmed false.
 func (c *Conn) SubscribeAcked(ctx context.Context, topic string, handler TopicHandler, limits *TopicLimits) (SubscribeResult, error) {
 	if handler == nil {
 		return SubscribeResult{}, errors.New("sdk: subscribe: nil handler")
@@ -56,7 +57,7 @@ func (c *Conn) SubscribeAcked(ctx context.Context, topic string, handler TopicHa
 	if err := c.checkSend("subscribe", topic, 0); err != nil {
 		return SubscribeResult{}, err
 	}
-	if c.x.on {
+	if c.x.subjects {
 		if err := api.ValidSubject(topic); err != nil {
 			return SubscribeResult{}, fmt.Errorf("sdk: subscribe: %w", err)
 		}
@@ -84,7 +85,7 @@ func (c *Conn) SubscribeAcked(ctx context.Context, topic string, handler TopicHa
 		return SubscribeResult{}, fmt.Errorf("%w: %q", ErrSubscribed, topic)
 	}
 	c.subs[topic] = p
-	if c.x.on {
+	if c.x.subjects {
 		if api.IsPattern(topic) {
 			c.x.patterns[topic] = struct{}{}
 		}

@@ -137,3 +137,34 @@ func TestGapReported(t *testing.T) {
 		t.Fatalf("Stats %+v", s)
 	}
 }
+
+// TestEarlyV11Daemon: a v1.1 daemon without subjects (no "subjects" in its
+// INIT answer) never answers SUBSCRIBE: Subscribe returns once it is sent,
+// and topics are exact names.
+func TestEarlyV11Daemon(t *testing.T) {
+	leakcheck.Check(t)
+	r := newRelay(t)
+	done := make(chan *Conn, 1)
+	go func() {
+		c, err := Connect(context.Background(), r.config())
+		if err != nil {
+			t.Error(err)
+		}
+		done <- c
+	}()
+	p := r.accept()
+	p.readOp(api.OpInit)
+	p.dec.EnableV11()
+	info := api.EncodeInitInfo(&api.InitInfo{Daemon: "early", MaxMessage: 16 << 20, PushWindow: 64})
+	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolV11, Payload: info})
+	c := <-done
+	res, err := c.SubscribeAcked(context.Background(), "a..b", TopicHandlerFunc(func([]byte) {}), nil)
+	if err != nil || res.Confirmed {
+		t.Fatalf("SubscribeAcked = %+v, %v; want sent, unconfirmed, and a..b a plain name", res, err)
+	}
+	if m := p.readOp(api.OpSubscribe); m.Topic != "a..b" {
+		t.Fatalf("SUBSCRIBE %q", m.Topic)
+	}
+	go p.closeAck()
+	c.Close()
+}

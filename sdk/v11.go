@@ -29,6 +29,7 @@ type v11conn struct {
 	subAcks     map[string][]chan []string // topic → Subscribe calls awaiting SUBSCRIBED, oldest first
 	patterns    map[string]struct{}        // subscribed subjects with wildcards
 	unconfirmed []string                   // daemons that had not confirmed the service's registration
+	subjects    bool                       // the daemon acks SUBSCRIBE, matches subjects, sends GAP
 }
 
 // serving is a delivered request (or survey question) of a v1.1 session,
@@ -74,6 +75,7 @@ func (c *Conn) initV11(info *api.InitInfo) {
 	c.x.subAcks = make(map[string][]chan []string)
 	c.x.patterns = make(map[string]struct{})
 	c.x.unconfirmed = info.Unconfirmed
+	c.x.subjects = info.Subjects
 	if c.svc != nil {
 		c.svc.name = info.Member
 	}
