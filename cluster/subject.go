@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"hash/maphash"
+	"maps"
 	"reflect"
 	"slices"
 	"sync/atomic"
@@ -191,4 +192,39 @@ func (n *Node) SubjectStats() SubjectStats {
 	n.mu.RUnlock()
 	return SubjectStats{Patterns: p, RemotePatterns: rp,
 		EventsDropped: n.stats.eventsDropped.Load(), Unconfirmed: n.stats.unconfirmed.Load()}
+}
+
+// patternStatusLocked lists the wildcard subjects known here, sorted, for
+// Topics. n.mu must be held.
+func (n *Node) patternStatusLocked() []TopicStatus {
+	byName := map[string]*TopicStatus{}
+	get := func(name string) *TopicStatus {
+		t := byName[name]
+		if t == nil {
+			t = &TopicStatus{Name: name, Remote: []string{}, Pattern: true}
+			byName[name] = t
+		}
+		return t
+	}
+	for name, ss := range n.pats {
+		get(name).LocalSubscribers = len(ss)
+	}
+	for _, r := range n.remotes {
+		if r.tbl == nil {
+			continue
+		}
+		for name, c := range r.tbl.Patterns {
+			if c > 0 {
+				t := get(name)
+				t.Remote = append(t.Remote, r.id)
+			}
+		}
+	}
+	out := make([]TopicStatus, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		t := byName[name]
+		slices.Sort(t.Remote)
+		out = append(out, *t)
+	}
+	return out
 }

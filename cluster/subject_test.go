@@ -146,6 +146,15 @@ func TestWildcardAcrossDaemons(t *testing.T) {
 	if n := s1.n.Load(); n != 2 {
 		t.Fatalf("s1 got %d events, want 2 (once per event, not per pattern)", n)
 	}
+	var pats []string
+	for _, tp := range b.Topics() {
+		if tp.Pattern && slices.Equal(tp.Remote, []string{a.ID()}) {
+			pats = append(pats, tp.Name)
+		}
+	}
+	if want := []string{"*.sport", "news.*", "news.>"}; !slices.Equal(pats, want) {
+		t.Fatalf("b's status lists a's patterns %v, want %v", pats, want)
+	}
 }
 
 // waitPeers waits until every daemon knows every other one: Confirm waits
