@@ -29,15 +29,21 @@ type confirms struct {
 type confirmWait struct {
 	version uint64
 	pending map[string]struct{} // peers that have not acked version yet
-	timer   *time.Timer
-	done    func(unconfirmed []string)
+	// unsure are the peers that were suspect or whose link had just broken
+	// when the wait began: not waited for, but reported unconfirmed unless
+	// they ack meanwhile.
+	unsure map[string]struct{}
+	timer  *time.Timer
+	done   func(unconfirmed []string)
 }
 
 // Confirm calls done once every other daemon alive now holds this daemon's
 // interest table as it is now (so with every Subscribe, SubscribeSubject
 // and Register that returned before Confirm was called), or once timeout
 // passes, with the ids of the daemons that had not confirmed it, sorted. A
-// daemon that fails meanwhile is no longer waited for. done is called
+// daemon that fails meanwhile is no longer waited for; one that is suspect
+// (or whose link just broke) when Confirm is called is not waited for but
+// reported unless it confirms meanwhile. done is called
 // exactly once: before Confirm returns when there is nothing to wait for,
 // else from another goroutine; at Close, at once with the daemons still
 // pending.
@@ -45,8 +51,13 @@ func (n *Node) Confirm(timeout time.Duration, done func(unconfirmed []string)) {
 	n.mu.RLock()
 	version := n.version
 	peers := make([]string, 0, len(n.remotes))
-	for id := range n.remotes {
+	unsure := map[string]struct{}{}
+	now := time.Now().UnixNano()
+	for id, r := range n.remotes {
 		peers = append(peers, id)
+		if !r.healthy(now) {
+			unsure[id] = struct{}{}
+		}
 	}
 	n.mu.RUnlock()
 	c := &n.conf
@@ -57,15 +68,18 @@ func (n *Node) Confirm(timeout time.Duration, done func(unconfirmed []string)) {
 		done(peers)
 		return
 	}
-	w := &confirmWait{version: version, pending: make(map[string]struct{}, len(peers)), done: done}
+	w := &confirmWait{version: version, pending: make(map[string]struct{}, len(peers)), unsure: unsure, done: done}
 	for _, id := range peers {
-		if c.acked[id] < version {
+		if c.acked[id] >= version {
+			delete(unsure, id)
+		} else if _, ok := unsure[id]; !ok {
 			w.pending[id] = struct{}{}
 		}
 	}
 	if len(w.pending) == 0 {
+		missing := w.unconfirmed()
 		c.mu.Unlock()
-		done(nil)
+		done(missing)
 		return
 	}
 	if c.waits == nil {
@@ -76,17 +90,26 @@ func (n *Node) Confirm(timeout time.Duration, done func(unconfirmed []string)) {
 	c.mu.Unlock()
 }
 
-// finishLocked removes w and returns the daemons it still waits for.
+// finishLocked removes w and returns the daemons that did not confirm.
 func (c *confirms) finishLocked(w *confirmWait) []string {
 	delete(c.waits, w)
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	if len(w.pending) == 0 {
+	return w.unconfirmed()
+}
+
+// unconfirmed lists, sorted, the daemons still pending or unsure (nil if
+// none).
+func (w *confirmWait) unconfirmed() []string {
+	if len(w.pending)+len(w.unsure) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(w.pending))
+	out := make([]string, 0, len(w.pending)+len(w.unsure))
 	for id := range w.pending {
+		out = append(out, id)
+	}
+	for id := range w.unsure {
 		out = append(out, id)
 	}
 	slices.Sort(out)
@@ -124,18 +147,22 @@ func (n *Node) confirmed(id string, version uint64, gone bool) {
 		if !gone && w.version > version {
 			continue
 		}
+		delete(w.unsure, id)
 		if _, ok := w.pending[id]; !ok {
 			continue
 		}
 		delete(w.pending, id)
 		if len(w.pending) == 0 {
-			c.finishLocked(w)
 			ready = append(ready, w)
 		}
 	}
+	missing := make([][]string, len(ready))
+	for i, w := range ready {
+		missing[i] = c.finishLocked(w)
+	}
 	c.mu.Unlock()
-	for _, w := range ready {
-		w.done(nil)
+	for i, w := range ready {
+		w.done(missing[i])
 	}
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -231,6 +232,16 @@ func TestConfirmReportsSilentDaemons(t *testing.T) {
 	d.Confirm(time.Hour, func(u []string) { ch <- u })
 	if u := <-ch; u != nil {
 		t.Fatalf("alone: unconfirmed = %v", u)
+	}
+	// A suspect daemon is not waited for, only reported.
+	suspect := &remoteNode{id: "suspect"}
+	suspect.unhealthy.Store(math.MaxInt64)
+	d.mu.Lock()
+	d.remotes["suspect"] = suspect
+	d.mu.Unlock()
+	d.Confirm(time.Hour, func(u []string) { ch <- u })
+	if u := <-ch; !slices.Equal(u, []string{"suspect"}) {
+		t.Fatalf("with a suspect daemon: unconfirmed = %v, want [suspect] at once", u)
 	}
 }
 
