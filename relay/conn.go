@@ -273,7 +273,10 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpReply:
 		return c.handleReply(m)
 	case api.OpSubscribe:
-		return c.handleSubscribe(m.Topic)
+		if c.x.on {
+			return c.subscribeV11(m.Topic) // subs.go
+		}
+		c.handleSubscribe(m.Topic)
 	case api.OpUnsubscribe:
 		c.handleUnsubscribe(m.Topic)
 	case api.OpPublish:

@@ -228,33 +228,29 @@ func (ts *topicSub) close() {
 // handleSubscribe subscribes the connection to topic; subscribing twice is
 // the same as once. A topic the cluster refuses (the empty name) is
 // ignored: SUBSCRIBE has no answer to carry an error.
-func (c *conn) handleSubscribe(topic string) error {
-	if c.x.on {
-		return c.subscribeV11(topic) // subs.go
-	}
+func (c *conn) handleSubscribe(topic string) {
 	c.mu.Lock()
 	_, dup := c.subs[topic]
 	c.mu.Unlock()
 	if dup {
-		return nil
+		return
 	}
 	ts := &topicSub{c: c}
 	ts.active.Store(true)
 	sub, err := c.srv.node.Subscribe(topic, ts)
 	if err != nil {
 		c.log.Debug().Err(err).Msg("subscribe refused")
-		return nil
+		return
 	}
 	ts.sub = sub
 	c.mu.Lock()
 	if c.subs == nil { // leave ran meanwhile
 		c.mu.Unlock()
 		ts.close()
-		return nil
+		return
 	}
 	c.subs[topic] = ts
 	c.mu.Unlock()
-	return nil
 }
 
 // handleUnsubscribe ends the subscription to topic, if any. Events
