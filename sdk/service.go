@@ -58,7 +58,11 @@ type Service struct {
 // Register connects to the daemon as a member of cluster and serves
 // handler there until Close. A nil cfg means DefaultConfig and nil limits
 // mean DefaultServiceLimits. When Register returns the service is already a
-// member: a request sent right after can reach it.
+// member: a request sent right after can reach it. With a daemon that
+// speaks protocol v1.1 that holds for a request sent from any daemon of the
+// network, except those Service.Unconfirmed lists (the daemon waits a
+// bounded time for every daemon to know the member); with an older one,
+// from the service's own daemon.
 //
 // If the daemon refuses the registration the error is a *DeniedError.
 func Register(ctx context.Context, cfg *Config, cluster string, handler Handler, limits *ServiceLimits) (*Service, error) {
