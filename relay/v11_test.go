@@ -6,6 +6,7 @@ import (
 
 	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/relay"
 )
 
 // connectV11 completes a v1.1 handshake asking for member name (if any)
@@ -180,4 +181,27 @@ func TestV11Subscribe(t *testing.T) {
 	}
 	c.send(api.Message{Op: api.OpSubscribe, Topic: "a..b"})
 	c.expectClosed()
+}
+
+// TestV11SubscribeAnswersBounded: with no answer slot left (MaxPendingRequests)
+// SUBSCRIBEs are still each answered once, the read loop waiting instead.
+func TestV11SubscribeAnswersBounded(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, func(c *relay.Config) { c.MaxPendingRequests = 1 })
+	c, _ := connectV11(t, d, "", "")
+	subjects := []string{"a", "b.*", "c.>", "a", "d"}
+	for _, s := range subjects {
+		c.send(api.Message{Op: api.OpSubscribe, Topic: s})
+	}
+	got := map[string]int{}
+	for range subjects {
+		m := c.recv()
+		if m.Op != api.OpSubscribed {
+			t.Fatalf("got %+v", m)
+		}
+		got[m.Topic]++
+	}
+	if got["a"] != 2 || got["b.*"] != 1 || got["c.>"] != 1 || got["d"] != 1 {
+		t.Fatalf("SUBSCRIBED per subject %v", got)
+	}
 }
