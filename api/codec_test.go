@@ -144,8 +144,8 @@ func TestDenyVersionReason(t *testing.T) {
 func TestOpcodeString(t *testing.T) {
 	for op, want := range map[Opcode]string{
 		OpInit: "INIT", OpDeny: "DENY", OpReply: "REPLY", OpTunConfirm: "TUN_CONFIRM",
-		OpTunClose: "TUN_CLOSE", OpSurvey: "SURVEY", OpNoMembers: "NO_MEMBERS",
-		0x16: "Opcode(0x16)", 0xff: "Opcode(0xff)",
+		OpTunClose: "TUN_CLOSE", OpSurvey: "SURVEY", OpNoMembers: "NO_MEMBERS", OpGap: "GAP",
+		0x18: "Opcode(0x18)", 0xff: "Opcode(0xff)",
 	} {
 		if got := op.String(); got != want {
 			t.Errorf("Opcode(%d).String() = %q, want %q", uint8(op), got, want)

@@ -90,6 +90,10 @@ func (d *Decoder) daemonBody(m *Message) {
 	case OpNoMembers:
 		m.Call = Opcode(d.byte("op"))
 		m.ID = d.uvarint("id")
+	case OpSubscribed:
+		d.readSubscribed(m)
+	case OpGap:
+		m.Size = d.uvarint("count")
 	default: // OpSubscribe, OpUnsubscribe, client-only extensions, unknown
 		d.badOpcode(m, "by the daemon")
 	}
@@ -279,4 +283,23 @@ func (d *Decoder) readDaemonTunConfirm(m *Message) {
 func (d *Decoder) readDaemonTunClose(m *Message) {
 	m.ID = d.uvarint("tunId")
 	m.Fault = d.str("reason")
+}
+
+// SUBSCRIBED  string(topic) varint(count) count × string(daemon). The list
+// grows as its entries arrive; count is only checked against what
+// MaxMessageLen bytes could hold (an empty string is one byte).
+func (d *Decoder) readSubscribed(m *Message) {
+	m.Topic = d.str("topic")
+	n, ok := d.length("count", d.lim.MaxMessageLen)
+	if !ok || n == 0 {
+		return
+	}
+	m.Daemons = make([]string, 0, min(n, 64))
+	for range n {
+		s := d.str("daemon")
+		if d.err != nil {
+			return
+		}
+		m.Daemons = append(m.Daemons, s)
+	}
 }

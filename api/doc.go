@@ -72,7 +72,9 @@
 //
 // Protocol v1.1 (ProtocolV11): a client that offers it in INIT, and whose
 // INIT answer names it, may use the opcodes from 0x0e: SURVEY,
-// SURVEY_ANSWER, SURVEY_END, PUSH, PUSH_ACK, PULL, CANCEL and NO_MEMBERS.
+// SURVEY_ANSWER, SURVEY_END, PUSH, PUSH_ACK, PULL, CANCEL, NO_MEMBERS,
+// SUBSCRIBED and GAP; its SUBSCRIBE names a subject, possibly with
+// wildcards (ValidSubject, MatchSubject), and is answered with SUBSCRIBED.
 // Both v1.1 INITs end with an options block (InitOptions, InitInfo). A
 // Decoder accepts the v1.1 opcodes only after EnableV11, so a v1.0-draft2
 // session rejects them exactly like unknown opcodes. The layouts are in
@@ -119,6 +121,8 @@
 //	0x13  PULL          Size(count)                           –
 //	0x14  CANCEL        ID(reqId)                             ID(reqId)
 //	0x15  NO_MEMBERS    –                                     Call ID
+//	0x16  SUBSCRIBED    –                                     Topic Daemons
+//	0x17  GAP           –                                     Size(count)
 //
 // Mind the asymmetries: REPLY and TUN_CONFIRM carry a timedOut flag only from
 // the daemon; CLOSE and TUN_CLOSE carry a reason only from the daemon; INIT

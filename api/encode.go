@@ -96,6 +96,10 @@ func AppendDaemon(dst []byte, m *Message) []byte {
 		return binary.AppendUvarint(dst, m.ID)
 	case OpNoMembers:
 		return binary.AppendUvarint(append(dst, byte(m.Call)), m.ID)
+	case OpSubscribed:
+		return appendSubscribed(dst, m)
+	case OpGap:
+		return binary.AppendUvarint(dst, m.Size)
 	}
 	panic("api: AppendDaemon: opcode " + m.Op.String() + " is not sent by the daemon")
 }
@@ -241,4 +245,14 @@ func appendBool(dst []byte, v bool) []byte {
 		return append(dst, 1)
 	}
 	return append(dst, 0)
+}
+
+// SUBSCRIBED  string(topic) varint(count) count × string(daemon)
+func appendSubscribed(dst []byte, m *Message) []byte {
+	dst = appendString(dst, m.Topic)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Daemons)))
+	for _, d := range m.Daemons {
+		dst = appendString(dst, d)
+	}
+	return dst
 }

@@ -62,7 +62,10 @@ type Message struct {
 	// Cluster is the target cluster (client BROADCAST, REQUEST, TUN_INIT) or
 	// the cluster a service registers in (client INIT, "" = plain client).
 	Cluster string
-	// Topic is the topic of SUBSCRIBE, UNSUBSCRIBE and PUBLISH.
+	// Topic is the topic of SUBSCRIBE, UNSUBSCRIBE, PUBLISH and SUBSCRIBED.
+	// In a v1.1 session SUBSCRIBE's topic is a subject, possibly with
+	// wildcards (see ValidSubject), and a delivered PUBLISH carries the
+	// topic it was published to.
 	Topic string
 	// Payload is the binary field: message, request, reply, event or chunk;
 	// in a v1.1 INIT, the options block that ends it (InitOptions from the
@@ -94,8 +97,14 @@ type Message struct {
 	// Size is sizeOrCont (TUN_TRANSFER: total message size on the first
 	// chunk, 0 on the others), chunkLimit (daemon TUN_INIT and TUN_CONFIRM),
 	// the byte credit granted by TUN_ALLOW, the quorum of a client SURVEY
-	// (0 = wait for every member) or the push credit granted by PULL.
+	// (0 = wait for every member), the push credit granted by PULL or the
+	// number of events lost that a GAP reports.
 	Size uint64
+
+	// Daemons lists, in a SUBSCRIBED (v1.1), the ids of the daemons that
+	// had not confirmed the subscription when the daemon stopped waiting;
+	// nil when every daemon did.
+	Daemons []string
 
 	// Survey holds the fields of SURVEY_ANSWER and SURVEY_END (v1.1), nil
 	// for every other message: behind a pointer, they cost the hot-path

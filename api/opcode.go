@@ -42,6 +42,8 @@ const (
 	OpPull         Opcode = 0x13 // a member grants credit for more pushes (client → daemon only)
 	OpCancel       Opcode = 0x14 // the app cancels its request / a delivered request was cancelled
 	OpNoMembers    Opcode = 0x15 // the app's call failed at once: its cluster has no members (daemon → client only)
+	OpSubscribed   Opcode = 0x16 // the app's SUBSCRIBE is known network-wide, or which daemons did not confirm (daemon → client only)
+	OpGap          Opcode = 0x17 // events dropped for the app since the last GAP (daemon → client only)
 )
 
 // lastV10 is the last opcode of v1.0-draft2.
@@ -74,6 +76,8 @@ var opcodeNames = [...]string{
 	OpPull:         "PULL",
 	OpCancel:       "CANCEL",
 	OpNoMembers:    "NO_MEMBERS",
+	OpSubscribed:   "SUBSCRIBED",
+	OpGap:          "GAP",
 }
 
 // String returns the specification's name of the opcode ("TUN_CONFIRM"), or

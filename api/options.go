@@ -37,6 +37,17 @@ type InitInfo struct {
 	// PushWindow ("push_window") is how many of the app's pushes may wait
 	// for their PUSH_ACK at once; more break the protocol.
 	PushWindow uint64
+	// Unconfirmed ("unconfirmed") lists the daemons that had not confirmed
+	// a service's registration when the daemon answered its INIT (it waits
+	// a bounded time for every daemon alive to know the member); empty when
+	// all did. The value is a list: string(daemon id) repeated.
+	Unconfirmed []string
+	// Subjects ("subjects", integer 1) says the daemon implements the
+	// subscriptions of protocol v1.1: it answers every SUBSCRIBE with
+	// SUBSCRIBED, matches wildcard subjects and sends GAP. A v1.1 daemon
+	// without it (an early one) treats topics as exact names and never
+	// answers SUBSCRIBE.
+	Subjects bool
 }
 
 // FaultNameTaken starts the reason of the DENY that refuses a member name
@@ -74,7 +85,12 @@ func EncodeInitInfo(i *InitInfo) []byte {
 	b := appendStringField(nil, "daemon", i.Daemon)
 	b = appendStringField(b, "member", i.Member)
 	b = appendUintField(b, "max_message", i.MaxMessage)
-	return appendUintField(b, "push_window", i.PushWindow)
+	b = appendUintField(b, "push_window", i.PushWindow)
+	b = appendListField(b, "unconfirmed", i.Unconfirmed)
+	if i.Subjects {
+		b = appendUintField(b, "subjects", 1)
+	}
+	return b
 }
 
 // DecodeInitInfo decodes a daemon INIT's options block. Errors wrap
@@ -92,6 +108,12 @@ func DecodeInitInfo(b []byte) (InitInfo, error) {
 			i.MaxMessage, err = fieldUint(key, v)
 		case "push_window":
 			i.PushWindow, err = fieldUint(key, v)
+		case "unconfirmed":
+			i.Unconfirmed, err = fieldList(key, v)
+		case "subjects":
+			var x uint64
+			x, err = fieldUint(key, v)
+			i.Subjects = x != 0
 		}
 		return err
 	})
@@ -112,6 +134,31 @@ func appendUintField(b []byte, key string, v uint64) []byte {
 	b = appendString(b, key)
 	b = binary.AppendUvarint(b, uint64(varintLen(v)))
 	return binary.AppendUvarint(b, v)
+}
+
+func appendListField(b []byte, key string, v []string) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	var val []byte
+	for _, s := range v {
+		val = appendString(val, s)
+	}
+	return appendBytes(appendString(b, key), val)
+}
+
+// fieldList decodes a list value: string(item) repeated to its end.
+func fieldList(key string, v []byte) ([]string, error) {
+	var out []string
+	for len(v) > 0 {
+		item, rest, ok := cutField(v)
+		if !ok {
+			return nil, fmt.Errorf("%w: options field %q: truncated list item", ErrProtocol, key)
+		}
+		out = append(out, string(item))
+		v = rest
+	}
+	return out, nil
 }
 
 func varintLen(v uint64) int {

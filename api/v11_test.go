@@ -66,6 +66,10 @@ var v11DaemonVectors = []vector{
 	{"CANCEL", `14 03`, Message{Op: OpCancel, ID: 3}},
 	{"NO_MEMBERS/request", `15 04 ac02`, Message{Op: OpNoMembers, Call: OpRequest, ID: 300}},
 	{"NO_MEMBERS/push", `15 11 05`, Message{Op: OpNoMembers, Call: OpPush, ID: 5}},
+	{"SUBSCRIBED/all", `16 06 "news.>" 00`, Message{Op: OpSubscribed, Topic: "news.>"}},
+	{"SUBSCRIBED/unconfirmed", `16 03 "a.*" 02 01 "b" 01 "c"`,
+		Message{Op: OpSubscribed, Topic: "a.*", Daemons: []string{"b", "c"}}},
+	{"GAP", `17 ac02`, Message{Op: OpGap, Size: 300}},
 }
 
 var v11Directions = []direction{
@@ -122,6 +126,7 @@ func TestV11WrongDirection(t *testing.T) {
 		wire   string
 	}{
 		{true, `0f 01 00 00 00`}, {true, `10 01 00 00 00`}, {true, `12 01 00`}, {true, `15 04 01`},
+		{true, `16 01 "a" 00`}, {true, `17 01`},
 		{false, `13 01`},
 	} {
 		d := NewDecoder(bytes.NewReader(wire(t, c.wire)), Limits{})
@@ -178,6 +183,18 @@ func TestInitOptions(t *testing.T) {
 	if _, err := DecodeInitInfo(wire(t, `0b "max_message" 02 8080`)); !errors.Is(err, ErrProtocol) {
 		t.Errorf("bad varint value: %v", err)
 	}
+	// The list of daemons that did not confirm a registration.
+	u := InitInfo{Daemon: "a", Unconfirmed: []string{"b", "cd"}, Subjects: true}
+	ub := EncodeInitInfo(&u)
+	if want := wire(t, `06 "daemon" 01 "a" 0b "unconfirmed" 05 01 "b" 02 "cd" 08 "subjects" 01 01`); !bytes.Equal(ub, want) {
+		t.Fatalf("EncodeInitInfo(unconfirmed) = % x, want % x", ub, want)
+	}
+	if got, err := DecodeInitInfo(ub); err != nil || !reflect.DeepEqual(got, u) {
+		t.Fatalf("DecodeInitInfo(unconfirmed) = %+v, %v", got, err)
+	}
+	if _, err := DecodeInitInfo(wire(t, `0b "unconfirmed" 02 05 "b"`)); !errors.Is(err, ErrProtocol) {
+		t.Errorf("truncated list item: %v", err)
+	}
 }
 
 func FuzzReadClientV11(f *testing.F) {
@@ -205,7 +222,7 @@ func FuzzDecodeInitOptions(f *testing.F) {
 			t.Fatalf("round trip: %+v, %v; want %+v", got, err, o)
 		}
 		if i, err := DecodeInitInfo(data); err == nil {
-			if got, err := DecodeInitInfo(EncodeInitInfo(&i)); err != nil || got != i {
+			if got, err := DecodeInitInfo(EncodeInitInfo(&i)); err != nil || !reflect.DeepEqual(got, i) {
 				t.Fatalf("info round trip: %+v, %v; want %+v", got, err, i)
 			}
 		}

@@ -199,6 +199,8 @@ func (n *Node) handleExtFrame(from string, t frameType, rd *reader) error {
 		return n.handlePushAck(from, rd)
 	case fCancel:
 		return n.handleRemoteCancel(from, rd)
+	case fTableAck:
+		return n.handleTableAck(from, rd)
 	}
 	return nil
 }

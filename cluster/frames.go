@@ -31,6 +31,7 @@ const (
 	fPush         frameType = 0x23 // push id, cluster, message
 	fPushAck      frameType = 0x24 // push id, status (pushAccepted, pushBusy)
 	fCancel       frameType = 0x25 // request id at the origin, cluster
+	fTableAck     frameType = 0x26 // the sender holds this daemon's table at least at this version
 )
 
 // replyStatus is the status byte of a reply frame. ONLY APPEND.

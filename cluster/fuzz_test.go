@@ -45,6 +45,9 @@ func FuzzHandleFrame(f *testing.F) {
 	f.Add([]byte{byte(fPushAck), 4, 1})
 	f.Add([]byte{byte(fCancel), 7, 4, 'e', 'c', 'h', 'o'})
 	f.Add([]byte{byte(fRequest), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte{byte(fTableAck), 3})
+	ptbl, _ := (&table{Version: 4, Patterns: map[string]uint32{"news.*": 1, "a.>": 2}}).encode()
+	f.Add(append([]byte{byte(fTable)}, ptbl...))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		n, err := New(nil)
 		if err != nil {
@@ -70,12 +73,29 @@ func FuzzDecodeTable(f *testing.F) {
 	tbl, _ := (&table{Version: 1, Clusters: map[string]tableEntry{"a": {Members: 1, Capacity: 1, Names: []string{"w"}}}}).encode()
 	f.Add(tbl)
 	f.Add([]byte{0x81, 0xa1, 'c', 0x81, 0xa0, 0x80})
+	ptbl, _ := (&table{Version: 2, Patterns: map[string]uint32{"news.*": 1, "a.>": 2, "*": 1}}).encode()
+	f.Add(ptbl)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if tb, err := decodeTable(b); err == nil {
 			for name := range tb.Clusters {
 				if validName(name) != nil {
 					t.Fatal("accepted a bad name")
 				}
+			}
+			var s sublist[int]
+			for p := range tb.Patterns {
+				if validSubject(p) != nil || !isPattern(p) {
+					t.Fatalf("accepted a bad pattern %q", p)
+				}
+				s.insert(p, 1)
+			}
+			for p := range tb.Patterns {
+				if !s.remove(p, 1) {
+					t.Fatalf("pattern %q not removed", p)
+				}
+			}
+			if s.n != 0 || !s.root.empty() {
+				t.Fatal("trie not empty")
 			}
 		}
 	})

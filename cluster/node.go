@@ -63,6 +63,12 @@ type Node struct {
 	topics        map[string][]*remoteNode   // topic → remote nodes with subscribers
 	interest      int                        // bytes of local names, as MaxInterestBytes counts them
 	topicInterest int                        // of which topics
+	pats          map[string][]*subscription // subject pattern → local subscriptions (copy on write)
+	psubs         sublist[*subscription]     // the same patterns, for matching
+	rpats         sublist[*remoteNode]       // remote daemons' patterns
+
+	mcache *matchCache // Publish's match results while patterns exist (subject.go)
+	conf   confirms    // waits for the other daemons to confirm the table (confirm.go)
 
 	tun tunnels
 	ext ext // surveys, pushes and cancels (ext.go)
@@ -80,7 +86,9 @@ type counters struct {
 	delivered, dropped, badFrames, retries atomic.Uint64
 	interestRefused, tableFailures         atomic.Uint64
 	tooManyPending                         atomic.Uint64
-	tableLogAt                             atomic.Int64 // unix nanos of the last table failure logged
+	tableLogAt                             atomic.Int64  // unix nanos of the last table failure logged
+	unconfirmed                            atomic.Uint64 // Confirm calls that timed out
+	eventsDropped                          atomic.Uint64 // event copies to other daemons dropped (link queue full)
 }
 
 // New returns a Node. It serves nothing until Start.
@@ -103,6 +111,8 @@ func New(cfg *Config) (*Node, error) {
 		remotes:    map[string]*remoteNode{},
 		clusters:   map[string]*targets{},
 		topics:     map[string][]*remoteNode{},
+		pats:       map[string][]*subscription{},
+		mcache:     newMatchCache(),
 		pending:    map[uint64]*pending{},
 		tun:        tunnels{ends: map[uint64]*Tunnel{}, opens: map[uint64]*tunOpen{}},
 	}, nil
@@ -137,6 +147,7 @@ func (n *Node) Close() error {
 		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
 		n.failTunnels("*", "iris: daemon shutting down")
 		n.extClose()
+		n.confirmClose()
 	})
 	return nil
 }
@@ -201,7 +212,9 @@ func (n *Node) HandleFrame(from string, payload []byte) {
 	case fReply:
 		err = n.handleReply(from, &rd)
 	case fTable:
-		err = n.handleTable(from, rd.rest())
+		if err = n.handleTable(from, rd.rest()); err == nil {
+			n.ackTable(from)
+		}
 	case fTableReq:
 		n.sendTable(from)
 	case fBroadcast:

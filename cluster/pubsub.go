@@ -10,8 +10,10 @@ type Subscriber interface {
 }
 
 type subscription struct {
-	s     Subscriber
-	topic string
+	s       Subscriber
+	topic   string
+	pattern bool // a wildcard subject (SubscribeSubject)
+	key     any  // tells apart the subscribers of one event (keyOf)
 }
 
 // Subscription is a Subscriber's interest in one topic.
@@ -27,7 +29,7 @@ func (n *Node) Subscribe(topic string, s Subscriber) (*Subscription, error) {
 	if err := validName(topic); err != nil {
 		return nil, err
 	}
-	sub := &subscription{s: s, topic: topic}
+	sub := &subscription{s: s, topic: topic, key: keyOf(s)}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -51,6 +53,10 @@ func (s *Subscription) Close() {
 	n := s.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if s.sub.pattern {
+		n.closePatternLocked(s.sub)
+		return
+	}
 	if cowRemove(n.subs, s.sub.topic, s.sub) {
 		if _, ok := n.subs[s.sub.topic]; !ok {
 			n.interest -= interestCost(s.sub.topic)
@@ -88,13 +94,12 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 	}
 }
 
-// Publish delivers event to every subscriber of topic: local ones directly
-// and one copy to each other daemon with subscribers. The caller must not
-// modify event afterwards.
+// Publish delivers event to every subscriber of topic, and of a subject
+// pattern topic matches: local ones directly and one copy to each other
+// daemon with subscribers. The caller must not modify event afterwards.
 func (n *Node) Publish(topic string, event []byte) {
 	n.mu.RLock()
-	subs := n.subs[topic]
-	remotes := n.topics[topic]
+	subs, remotes := n.matchLocked(topic)
 	ov := n.ov
 	n.mu.RUnlock()
 	n.stats.publishesOut.Add(1)
@@ -108,6 +113,7 @@ func (n *Node) Publish(topic string, event []byte) {
 	for _, r := range remotes {
 		if ov.SendIfUp(r.id, overlay.Bulk, head, event) != nil {
 			n.stats.dropped.Add(1)
+			n.stats.eventsDropped.Add(1)
 		}
 	}
 }
@@ -135,11 +141,20 @@ func (n *Node) handlePublish(rd *reader) error {
 	}
 	n.mu.RLock()
 	subs := n.subs[string(topic)]
+	name := ""
+	if len(subs) > 0 {
+		name = subs[0].topic // the topic as a string, without a copy
+	}
+	if n.psubs.n > 0 {
+		if name == "" {
+			name = string(topic)
+		}
+		subs = n.matchLocalLocked(name, subs)
+	}
 	n.mu.RUnlock()
 	if len(subs) == 0 {
 		return nil
 	}
-	name := subs[0].topic
 	for _, s := range subs {
 		s.s.HandleEvent(name, event)
 	}

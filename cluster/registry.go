@@ -210,6 +210,7 @@ func (n *Node) rebuildLocked(cluster string) {
 
 // rebuildTopicLocked recomputes the remote daemons subscribed to topic.
 func (n *Node) rebuildTopicLocked(topic string) {
+	n.invalidateLocked()
 	var list []*remoteNode
 	for _, r := range n.remotes {
 		if r.tbl != nil && r.tbl.Topics[topic] > 0 {
@@ -303,8 +304,10 @@ func (n *Node) peerGone(id string) {
 	if r != nil {
 		delete(n.remotes, id)
 		n.rebuildForLocked(r.tbl)
+		n.repatternLocked(r, r.tbl, nil)
 	}
 	n.mu.Unlock()
+	n.confirmPeerGone(id)
 	n.failPending(func(p *pending) bool { return p.node == id }, "iris: serving daemon failed")
 	n.failTunnels(id, "iris: far daemon failed")
 	n.extPeerDown(id)

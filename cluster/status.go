@@ -20,6 +20,9 @@ type TopicStatus struct {
 	Name             string   `json:"name"`
 	LocalSubscribers int      `json:"local_subscribers"`
 	Remote           []string `json:"remote"` // daemons with subscribers
+	// Pattern marks a wildcard subject (v1.1), listed apart from an exact
+	// topic of the same name.
+	Pattern bool `json:"pattern,omitempty"`
 }
 
 // Stats counts the node's traffic since it started.
@@ -95,7 +98,7 @@ func (n *Node) Topics() []TopicStatus {
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		out = append(out, *byName[name])
 	}
-	return out
+	return append(out, n.patternStatusLocked()...)
 }
 
 // Stats returns the node's counters.

@@ -15,6 +15,7 @@ type table struct {
 	Version  uint64                `codec:"v"`
 	Clusters map[string]tableEntry `codec:"c,omitempty"`
 	Topics   map[string]uint32     `codec:"t,omitempty"` // topic → local subscribers
+	Patterns map[string]uint32     `codec:"w,omitempty"` // wildcard subject → local subscriptions (v1.1)
 	// Instance is random per daemon process: a table from a new instance
 	// (a daemon restarted under the same node id) replaces the one held
 	// whatever its version. Zero from older daemons.
@@ -50,6 +51,11 @@ func decodeTable(b []byte) (*table, error) {
 			return nil, fmt.Errorf("%w: table: bad topic", errBadFrame)
 		}
 	}
+	for p := range t.Patterns {
+		if validSubject(p) != nil || !isPattern(p) {
+			return nil, fmt.Errorf("%w: table: bad subject pattern", errBadFrame)
+		}
+	}
 	return &t, nil
 }
 
@@ -69,12 +75,19 @@ func (n *Node) localTableLocked() *table {
 	for topic, ss := range n.subs {
 		t.Topics[topic] = uint32(len(ss))
 	}
+	if len(n.pats) > 0 {
+		t.Patterns = make(map[string]uint32, len(n.pats))
+		for p, ss := range n.pats {
+			t.Patterns[p] = uint32(len(ss))
+		}
+	}
 	return t
 }
 
 // markDirtyLocked bumps the table version and wakes the pusher.
 func (n *Node) markDirtyLocked() {
 	n.version++
+	n.invalidateLocked()
 	select {
 	case n.tableCh <- struct{}{}:
 	default:
@@ -193,6 +206,7 @@ func (n *Node) handleTable(from string, b []byte) error {
 	r.tbl = t
 	n.rebuildForLocked(old)
 	n.rebuildForLocked(t)
+	n.repatternLocked(r, old, t)
 	return nil
 }
 

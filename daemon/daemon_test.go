@@ -306,6 +306,9 @@ func TestMetrics(t *testing.T) {
 		`iris_daemon_info{node="a",zone=""} 1`,
 		`iris_build_info{goversion="` + runtime.Version() + `",revision="`,
 		"# TYPE iris_overlay_handshakes_refused_total counter",
+		`iris_relay_events_dropped_total{reason="slow_consumer"} 0`,
+		`iris_relay_events_dropped_total{reason="link_queue"} 0`,
+		"iris_relay_gap_notices_total 0",
 		"go_goroutines ",
 	} {
 		if !strings.Contains(body, want) {

@@ -161,7 +161,7 @@ func newCollector(d *Daemon) *collector {
 		peers: prometheus.NewDesc("iris_overlay_peers", "Other daemons known, by membership state.", []string{"state"}, nil),
 		info: prometheus.NewDesc("iris_daemon_info", "Always 1; labels identify the daemon.",
 			[]string{"node", "zone"}, nil),
-		layers: append(layerMetrics(), v11Metrics()...),
+		layers: append(append(layerMetrics(), v11Metrics()...), subsMetrics()...),
 		joinFails: prometheus.NewDesc("iris_daemon_join_failures_total",
 			"Attempts to join the seeds that left no other daemon known.", nil, nil),
 		keys: prometheus.NewDesc("iris_overlay_network_keys",
@@ -210,6 +210,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	snap.cluster = c.d.node.Stats()
 	snap.tunnels = c.d.node.TunnelCount()
 	snap.ext = c.d.node.ExtStats()
+	snap.subjects = c.d.node.SubjectStats()
 	if c.d.rel != nil {
 		snap.relay = c.d.rel.Stats()
 	}
@@ -220,10 +221,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // layerStats is one scrape's snapshot of the cluster layer and the relay.
 type layerStats struct {
-	cluster cluster.Stats
-	relay   relay.Stats
-	tunnels int
-	ext     cluster.ExtStats
+	cluster  cluster.Stats
+	relay    relay.Stats
+	tunnels  int
+	ext      cluster.ExtStats
+	subjects cluster.SubjectStats
 }
 
 // layerMetric is one metric read from a layerStats.

@@ -135,6 +135,14 @@ type Config struct {
 	// so this keeps one app from filling the daemon's interest table
 	// (cluster.Config.MaxInterestBytes). Default 1 MiB.
 	MaxAppInterest int
+
+	// ConfirmTimeout bounds how long, in a v1.1 session, a SUBSCRIBE waits
+	// for SUBSCRIBED and a service's INIT for its answer, while the daemon
+	// waits for every other daemon alive to confirm it knows the new
+	// subscription or member. The answer then names the daemons that had
+	// not confirmed. Default 2s; a registration waits at most half of
+	// HandshakeTimeout. 0 means the default.
+	ConfirmTimeout time.Duration
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -160,6 +168,7 @@ func DefaultConfig() *Config {
 		MessageTimeout:       30 * time.Second,
 		MaxReplyBytes:        64 << 20,
 		MaxAppInterest:       1 << 20,
+		ConfirmTimeout:       2 * time.Second,
 	}
 }
 
@@ -199,6 +208,8 @@ func (c *Config) Validate() error {
 		return errors.New("relay: config: MemoryBudget, MaxReplyBytes and MaxAppInterest must be positive")
 	case c.MessageTimeout <= 0:
 		return errors.New("relay: config: MessageTimeout must be positive")
+	case c.ConfirmTimeout < 0:
+		return errors.New("relay: config: ConfirmTimeout must not be negative")
 	}
 	return nil
 }

@@ -84,6 +84,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	c.rd = &appReader{c: c}
 	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
 	c.tun = newTunnels(c)
+	c.q.gapStat = &s.stats.gapNotices
 	return c
 }
 
@@ -226,6 +227,9 @@ func (c *conn) handshake() error {
 		if err := c.register(m.Cluster, name); err != nil {
 			return err
 		}
+		if c.x.on {
+			c.x.unconfirmed = c.confirmRegistration() // subs.go
+		}
 	}
 	// Ready before the answer is written: from now on a graceful close
 	// queues CLOSE, which the write loop sends after this INIT.
@@ -347,6 +351,9 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpReply:
 		return c.handleReply(m)
 	case api.OpSubscribe:
+		if c.x.on {
+			return c.subscribeV11(m.Topic) // subs.go
+		}
 		return c.handleSubscribe(m.Topic)
 	case api.OpUnsubscribe:
 		c.handleUnsubscribe(m.Topic)

@@ -30,9 +30,14 @@
 // v1.1 opcodes: SURVEY (cluster.Node.Survey; SURVEY_ANSWERs, then one
 // SURVEY_END), PUSH (cluster.Node.Push; one PUSH_ACK), PULL (push credit
 // a member grants), CANCEL (cluster.Node.Cancel), and NO_MEMBERS at once for
-// a request, tunnel, survey or push to a cluster without members. A
-// v1.0-draft2 session is exactly as before; as a member it gets survey
-// questions as plain REQUESTs.
+// a request, tunnel, survey or push to a cluster without members. Its
+// SUBSCRIBEs name subjects with wildcards (cluster.Node.SubscribeSubject),
+// each answered by SUBSCRIBED once every daemon knows it
+// (cluster.Node.Confirm), as is a service's INIT; it gets each event once
+// however many of its subjects match, and GAP(count) for the events dropped
+// because it did not read fast enough (subs.go). A v1.0-draft2 session is
+// exactly as before; as a member it gets survey questions as plain
+// REQUESTs.
 //
 // The daemon owns every timeout: it keeps a timer for each request it
 // delivers to a service and abandons the request at its deadline (the

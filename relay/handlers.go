@@ -238,6 +238,16 @@ func (ts *topicSub) close() {
 // tell the app); the app's other subscriptions go with it, and other apps
 // are unaffected.
 func (c *conn) handleSubscribe(topic string) error {
+	return c.subscribe(topic, func(ts *topicSub) (*cluster.Subscription, error) {
+		return c.srv.node.Subscribe(topic, ts)
+	})
+}
+
+// subscribe subscribes the connection to topic with join, within the
+// app's (MaxAppInterest) and the daemon's interest limits; past either it
+// returns the refusal that ends the session. A topic already subscribed is
+// left as it is.
+func (c *conn) subscribe(topic string, join func(*topicSub) (*cluster.Subscription, error)) error {
 	c.mu.Lock()
 	_, dup := c.subs[topic]
 	cost := len(topic) + cluster.InterestEntryCost
@@ -255,7 +265,7 @@ func (c *conn) handleSubscribe(topic string) error {
 	}
 	ts := &topicSub{c: c}
 	ts.active.Store(true)
-	sub, err := c.srv.node.Subscribe(topic, ts)
+	sub, err := join(ts)
 	if errors.Is(err, cluster.ErrInterestFull) {
 		c.srv.stats.interestRefused.Add(1)
 		return &refusal{reason: reasonInterestFull, err: err}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/iris-mesh/iris/api"
 )
@@ -74,6 +75,9 @@ type sendQueue struct {
 	// the connection's freeAllowance.
 	charged int
 	state   queueState
+	gap     uint64 // events dropped since the last GAP (v1.1; subs.go)
+	// gapStat counts the GAPs sent (Server stats); nil in tests.
+	gapStat *atomic.Uint64
 }
 
 func newSendQueue(bulkLen, bulkBytes, answerBytes, maxAnswers int, mem *budget) *sendQueue {
@@ -116,8 +120,15 @@ func (q *sendQueue) unchargeLocked() {
 // offer queues a kindBulk or kindDelivery message if the bulk budget
 // allows; it reports whether it did.
 func (q *sendQueue) offer(m *api.Message, k kind) bool {
-	n := len(m.Payload)
 	q.mu.Lock()
+	ok := q.offerLocked(m, k)
+	q.mu.Unlock()
+	return ok
+}
+
+// offerLocked is offer with q.mu held.
+func (q *sendQueue) offerLocked(m *api.Message, k kind) bool {
+	n := len(m.Payload)
 	ok := q.state == queueOpen && q.nBulk < q.bulkLen &&
 		(q.nBytes+n <= q.bulkBytes || q.nBytes == 0) && q.chargeLocked(n)
 	if ok {
@@ -125,7 +136,6 @@ func (q *sendQueue) offer(m *api.Message, k kind) bool {
 		q.nBytes += n
 		q.appendLocked(m, k, n)
 	}
-	q.mu.Unlock()
 	return ok
 }
 
@@ -278,8 +288,8 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 			q.mu.Unlock()
 			return nil, false
 		}
-		if len(q.items) > 0 {
-			batch := q.items
+		if len(q.items) > 0 || q.gap > 0 {
+			batch := q.takeGapLocked(q.items)
 			q.items = spare[:0]
 			q.nBulk = 0 // bytes count until written
 			q.mu.Unlock()

@@ -79,6 +79,7 @@ func New(cfg *Config, node *cluster.Node) (*Server, error) {
 	if c.Limits.MaxStringLen == 0 {
 		c.Limits.MaxStringLen = def.MaxStringLen
 	}
+	c.ConfirmTimeout = cmp.Or(c.ConfirmTimeout, d.ConfirmTimeout)
 	return &Server{
 		memQueue:   budget{limit: int64(c.MemoryBudget / 2)},
 		memRead:    budget{limit: int64(c.MemoryBudget - c.MemoryBudget/2)},

@@ -43,6 +43,12 @@ type Stats struct {
 	StalledMessages uint64 // connections closed for not completing a message within MessageTimeout
 	DroppedReplies  uint64 // replies replaced by a fault (MaxReplyBytes or MemoryBudget)
 	InterestRefused uint64 // subscriptions and registrations refused by MaxAppInterest or the daemon's table limit
+
+	// Protocol v1.1, subscriptions.
+	GapNotices          uint64 // GAP notices sent to apps that lost events
+	SubscribesConfirmed uint64 // SUBSCRIBEs answered with SUBSCRIBED
+	RegistersConfirmed  uint64 // service INITs answered once the member was known network-wide
+	Unconfirmed         uint64 // of those, answered with daemons that had not confirmed
 }
 
 // counters are the Server's live Stats.
@@ -57,6 +63,8 @@ type counters struct {
 	pushesDelivered, pushesDropped, cancels        atomic.Uint64
 	budgetClosed, stalled, droppedReplies          atomic.Uint64
 	interestRefused                                atomic.Uint64
+	gapNotices, subscribesConfirmed                atomic.Uint64
+	registersConfirmed, unconfirmed                atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -88,6 +96,11 @@ func (c *counters) snapshot() Stats {
 		StalledMessages:   c.stalled.Load(),
 		DroppedReplies:    c.droppedReplies.Load(),
 		InterestRefused:   c.interestRefused.Load(),
+
+		GapNotices:          c.gapNotices.Load(),
+		SubscribesConfirmed: c.subscribesConfirmed.Load(),
+		RegistersConfirmed:  c.registersConfirmed.Load(),
+		Unconfirmed:         c.unconfirmed.Load(),
 	}
 }
 

@@ -18,6 +18,9 @@ type v11state struct {
 	on   bool   // the session negotiated v1.1; set before the write loop starts
 	name string // the member name, for a service
 
+	sink        *eventSink // the Subscriber of all its subscriptions (subs.go)
+	unconfirmed []string   // daemons that had not confirmed the registration
+
 	// The following are protected by conn.mu.
 	cluster map[uint64]uint64 // the app's request id → the cluster's, for CANCEL
 	surveys map[uint64]struct{}
@@ -34,6 +37,7 @@ func (c *conn) handshakeV11(m *api.Message) (string, error) {
 		return "", fmt.Errorf("relay: handshake: %w", err)
 	}
 	c.x.on = true
+	c.x.sink = &eventSink{c: c}
 	c.x.cluster = make(map[uint64]uint64)
 	c.x.surveys = make(map[uint64]struct{})
 	c.dec.EnableV11()
@@ -49,6 +53,9 @@ func (c *conn) initAnswer(version string) api.Message {
 			Member:     c.x.name,
 			MaxMessage: uint64(c.maxMessage()),
 			PushWindow: uint64(c.srv.cfg.PushWindow),
+
+			Unconfirmed: c.x.unconfirmed,
+			Subjects:    true,
 		}
 		accept.Payload = api.EncodeInitInfo(&info)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/relay"
 )
 
 // connectV11 completes a v1.1 handshake asking for member name (if any)
@@ -155,5 +156,52 @@ func TestV11PushDroppedCounted(t *testing.T) {
 	waitFor(t, "the unconfirmed push counted", func() bool { return d.srv.Stats().PushesDropped == 1 })
 	if s := d.srv.Stats(); s.PushesDelivered != 2 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestV11Subscribe: a v1.1 SUBSCRIBE is answered with SUBSCRIBED (twice for
+// the same subject too), a wildcard subject gets matching events once with
+// their topic, and a bad subject breaks the protocol.
+func TestV11Subscribe(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, nil)
+	c, _ := connectV11(t, d, "", "")
+	for _, subject := range []string{"news.*", "news.>", "news.*"} {
+		c.send(api.Message{Op: api.OpSubscribe, Topic: subject})
+		if m := c.recv(); m.Op != api.OpSubscribed || m.Topic != subject || len(m.Daemons) != 0 {
+			t.Fatalf("SUBSCRIBE %q answered %+v", subject, m)
+		}
+	}
+	c.send(api.Message{Op: api.OpPublish, Topic: "news.sport", Payload: []byte("goal")})
+	c.send(api.Message{Op: api.OpPublish, Topic: "news.sport.local", Payload: []byte("won")})
+	for _, want := range []string{"news.sport goal", "news.sport.local won"} {
+		if m := c.recv(); m.Op != api.OpPublish || m.Topic+" "+string(m.Payload) != want {
+			t.Fatalf("got %+v, want %s once", m, want)
+		}
+	}
+	c.send(api.Message{Op: api.OpSubscribe, Topic: "a..b"})
+	c.expectRefused(api.OpClose, "bad subject")
+}
+
+// TestV11SubscribeAnswersBounded: with no answer slot left (MaxPendingRequests)
+// SUBSCRIBEs are still each answered once, the read loop waiting instead.
+func TestV11SubscribeAnswersBounded(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, func(c *relay.Config) { c.MaxPendingRequests = 1 })
+	c, _ := connectV11(t, d, "", "")
+	subjects := []string{"a", "b.*", "c.>", "a", "d"}
+	for _, s := range subjects {
+		c.send(api.Message{Op: api.OpSubscribe, Topic: s})
+	}
+	got := map[string]int{}
+	for range subjects {
+		m := c.recv()
+		if m.Op != api.OpSubscribed {
+			t.Fatalf("got %+v", m)
+		}
+		got[m.Topic]++
+	}
+	if got["a"] != 2 || got["b.*"] != 1 || got["c.>"] != 1 || got["d"] != 1 {
+		t.Fatalf("SUBSCRIBED per subject %v", got)
 	}
 }

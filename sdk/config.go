@@ -143,6 +143,29 @@ type Config struct {
 	// clusters without members then time out, and Survey and Push return
 	// ErrUnsupported.
 	Version string
+
+	// OnGap, if set, is told of events the connection's subscriptions lost
+	// (see Gap): those the daemon dropped because the connection did not
+	// read fast enough (v1.1 daemons report them; Gap.Topic is ""), and
+	// those the SDK dropped because a subscription's handlers were over
+	// TopicLimits.EventMemory (Gap.Topic is that subscription's topic). It
+	// is called from the connection's reader for the first kind and from
+	// the subscription's handler goroutine, before its next event, for the
+	// second; it must not block. Counts coalesce: one call may report many
+	// events, and the sum of the Lost counts is exactly the number lost.
+	OnGap func(Gap)
+}
+
+// Gap reports events lost by subscriptions: published and matching, but
+// never handed to a handler.
+type Gap struct {
+	// Topic is the subscription (as given to Subscribe) whose handlers were
+	// too slow, or "" when the daemon dropped the events for the whole
+	// connection: they may have been for any of its subscriptions.
+	Topic string
+	// Lost is the number of events lost since the previous Gap of the same
+	// Topic.
+	Lost uint64
 }
 
 // DefaultConfig returns a Config with every field set to its default.

@@ -377,12 +377,20 @@ type Stats struct {
 	// client (answered with a fault), and tunnel messages arriving for a
 	// tunnel closed meanwhile.
 	Ignored uint64
+	// EventsLost counts the events the daemon dropped for this connection
+	// because it did not read them fast enough, as its GAP notices told
+	// (v1.1 sessions; see Config.OnGap). Events the SDK itself dropped are
+	// in EventsDropped.
+	EventsLost uint64
+	// GapNotices counts the GAP notices received.
+	GapNotices uint64
 }
 
 type counters struct {
 	lateReplies, unknownReplies, requestsRejected, requestsExpired atomic.Uint64
 	handlerPanics, broadcastsDropped, eventsDropped, ignored       atomic.Uint64
 	tunnelsRefused, tunnelMessagesDropped, pushesDropped           atomic.Uint64
+	eventsLost, gapNotices                                         atomic.Uint64
 }
 
 // Stats returns the connection's counters.
@@ -400,5 +408,7 @@ func (c *Conn) Stats() Stats {
 		TunnelMessagesDropped: s.tunnelMessagesDropped.Load(),
 		PushesDropped:         s.pushesDropped.Load(),
 		Ignored:               s.ignored.Load(),
+		EventsLost:            s.eventsLost.Load(),
+		GapNotices:            s.gapNotices.Load(),
 	}
 }

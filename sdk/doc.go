@@ -98,6 +98,16 @@
 //     the context of the handler serving it, on whatever daemon it runs.
 //   - Config.Name names a service in its cluster (Service.Name); the daemon
 //     refuses a name in use.
+//   - Subscribe returns once every daemon knows the subscription
+//     (SubscribeAcked tells which did not confirm in time), and Register
+//     once every daemon knows the member (Service.Unconfirmed): an event
+//     published, or a request sent, anywhere afterwards reaches it.
+//   - Topics are subjects with wildcards: "news.*" matches one more token,
+//     "news.>" one or more; every matching subscription gets the event,
+//     and a SubjectHandler is told the topic it was published to.
+//   - Config.OnGap and Stats.EventsLost report the events the daemon
+//     dropped because the connection did not read fast enough, and the SDK
+//     its own drops per subscription, with exact counts.
 //
 // # Lifecycle
 //

@@ -124,7 +124,7 @@ func (c *Conn) dispatch(m *api.Message) (done bool, err error) {
 	case api.OpTunClose:
 		return false, c.handleTunClose(m)
 	case api.OpSurvey, api.OpSurveyAnswer, api.OpSurveyEnd, api.OpPush, api.OpPushAck,
-		api.OpCancel, api.OpNoMembers: // v1.1 sessions only (the Decoder)
+		api.OpCancel, api.OpNoMembers, api.OpSubscribed, api.OpGap: // v1.1 sessions only (the Decoder)
 		return false, c.dispatchV11(m)
 	default:
 		// INIT or DENY after the handshake.

@@ -16,6 +16,7 @@ type delivery struct {
 	payload  []byte    // request, broadcast message or event
 	deadline time.Time // request deadline (requests only)
 	survey   bool      // a survey question rather than a request
+	topic    string    // the topic an event was published to (v1.1)
 }
 
 func (d *delivery) cost() int { return len(d.payload) + deliveryOverhead }
@@ -37,6 +38,10 @@ type pool struct {
 	used   int // bytes charged for the waiting deliveries
 	active int // running workers
 	closed bool
+	lost   uint64 // deliveries refused for memory since the last onLost
+	// onLost, if set, is told how many deliveries were refused, by the
+	// next worker to take one after them (subs.go).
+	onLost func(n uint64)
 }
 
 func newPool(threads, limit int, wg *sync.WaitGroup, run func(*delivery)) *pool {
@@ -50,6 +55,9 @@ func (p *pool) push(d delivery) bool {
 	cost := d.cost()
 	p.mu.Lock()
 	if p.closed || p.used+cost > p.limit {
+		if !p.closed && p.onLost != nil {
+			p.lost++
+		}
 		p.mu.Unlock()
 		return false
 	}
@@ -75,23 +83,29 @@ func (p *pool) push(d delivery) bool {
 // work runs deliveries until the queue is empty or the pool is closed.
 func (p *pool) work() {
 	for {
-		d, ok := p.pop()
+		d, lost, ok := p.pop()
 		if !ok {
 			return
+		}
+		if lost > 0 {
+			p.onLost(lost)
 		}
 		p.run(&d)
 	}
 }
 
-// pop takes the oldest waiting delivery. When there is none (or the pool is
-// closed) it counts the calling worker out and returns false.
-func (p *pool) pop() (delivery, bool) {
+// pop takes the oldest waiting delivery, and the count of deliveries
+// refused since the last pop reported one. When there is none (or the pool
+// is closed) it counts the calling worker out and returns false.
+func (p *pool) pop() (delivery, uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.head == len(p.queue) {
 		p.active--
-		return delivery{}, false
+		return delivery{}, 0, false
 	}
+	lost := p.lost
+	p.lost = 0
 	d := p.queue[p.head]
 	p.queue[p.head] = delivery{} // drop the payload reference
 	p.head++
@@ -99,7 +113,7 @@ func (p *pool) pop() (delivery, bool) {
 		p.queue, p.head = p.queue[:0], 0
 	}
 	p.used -= d.cost()
-	return d, true
+	return d, lost, true
 }
 
 // close discards the waiting deliveries and refuses new ones. Running

@@ -58,40 +58,16 @@ func (c *Conn) Publish(ctx context.Context, topic string, event []byte) error {
 
 // Subscribe subscribes the connection to topic: the events published there
 // from then on are passed to handler, within limits (nil means
-// DefaultTopicLimits). The handler is in place before the subscription is
-// sent. The daemon does not acknowledge subscriptions, so an event published
-// right after Subscribe returns may still miss it.
+// DefaultTopicLimits). It is SubscribeAcked without its result: with a
+// daemon that speaks protocol v1.1 it returns once every daemon of the
+// network knows the subscription (or a bounded wait ended), so an event
+// published anywhere after it returns reaches handler; topic may then be a
+// subject with wildcards ("news.*", "news.>"). With an older daemon it
+// returns once the subscription is sent, and an event published right
+// after may still miss it.
 func (c *Conn) Subscribe(ctx context.Context, topic string, handler TopicHandler, limits *TopicLimits) error {
-	if handler == nil {
-		return errors.New("sdk: subscribe: nil handler")
-	}
-	lim, err := resolveTopicLimits(limits)
-	if err != nil {
-		return err
-	}
-	if err := c.checkSend("subscribe", topic, 0); err != nil {
-		return err
-	}
-	p := newPool(lim.EventThreads, lim.EventMemory, &c.handlers, func(d *delivery) {
-		defer c.recoverHandler("event")
-		handler.HandleEvent(d.payload)
-	})
-	c.mu.Lock()
-	if err := c.checkOpenLocked(); err != nil {
-		c.mu.Unlock()
-		return err
-	}
-	if _, dup := c.subs[topic]; dup {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrSubscribed, topic)
-	}
-	c.subs[topic] = p
-	c.mu.Unlock()
-	if err := c.send(ctx, &api.Message{Op: api.OpSubscribe, Topic: topic}); err != nil {
-		c.removeSub(topic, p)
-		return err
-	}
-	return nil
+	_, err := c.SubscribeAcked(ctx, topic, handler, limits)
+	return err
 }
 
 // Unsubscribe ends the subscription to topic. Events still queued for its
@@ -104,6 +80,9 @@ func (c *Conn) Unsubscribe(ctx context.Context, topic string) error {
 	}
 	p, ok := c.subs[topic]
 	delete(c.subs, topic)
+	if c.x.on {
+		delete(c.x.patterns, topic)
+	}
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotSubscribed, topic)
@@ -118,17 +97,26 @@ func (c *Conn) removeSub(topic string, p *pool) {
 	c.mu.Lock()
 	if c.subs[topic] == p {
 		delete(c.subs, topic)
+		if c.x.on {
+			delete(c.x.patterns, topic)
+		}
 	}
 	c.mu.Unlock()
 	p.close()
 }
 
-// handlePublish queues a delivered event for its subscription's handler.
+// handlePublish queues a delivered event for its subscription's handler:
+// in a v1.1 session, for the handler of every subscription whose subject
+// matches the event's topic (subs.go).
 func (c *Conn) handlePublish(m *api.Message) {
+	if c.x.on {
+		c.routeEvent(m)
+		return
+	}
 	c.mu.Lock()
 	p := c.subs[m.Topic]
 	c.mu.Unlock()
-	if p == nil || !p.push(delivery{payload: m.Payload}) {
+	if p == nil || !p.push(delivery{payload: m.Payload, topic: m.Topic}) {
 		c.stats.eventsDropped.Add(1)
 	}
 }

@@ -34,10 +34,13 @@ func TestSubscribeDeliverUnsubscribe(t *testing.T) {
 	events := make(chan string, 1)
 	h := TopicHandlerFunc(func(ev []byte) { events <- string(ev) })
 
-	if err := c.Subscribe(ctx, "news", h, nil); err != nil {
+	subscribed := make(chan error, 1)
+	go func() { subscribed <- c.Subscribe(ctx, "news", h, nil) }()
+	p.readRaw(append([]byte{0x06}, wireString("news")...))
+	p.send(&api.Message{Op: api.OpSubscribed, Topic: "news"})
+	if err := <-subscribed; err != nil {
 		t.Fatal(err)
 	}
-	p.readRaw(append([]byte{0x06}, wireString("news")...))
 	if err := c.Subscribe(ctx, "news", h, nil); !errors.Is(err, ErrSubscribed) {
 		t.Fatalf("second Subscribe = %v, want ErrSubscribed", err)
 	}
@@ -77,10 +80,7 @@ func TestSubscribeEventOrderAndPanic(t *testing.T) {
 		}
 		events <- string(ev)
 	})
-	if err := c.Subscribe(context.Background(), "t", h, &TopicLimits{EventThreads: 1}); err != nil {
-		t.Fatal(err)
-	}
-	p.readOp(api.OpSubscribe)
+	subscribe(t, c, p, "t", h, &TopicLimits{EventThreads: 1})
 	for _, ev := range []string{"1", "panic", "2", "3"} {
 		p.send(&api.Message{Op: api.OpPublish, Topic: "t", Payload: []byte(ev)})
 	}
@@ -107,5 +107,20 @@ func TestSubscribeArguments(t *testing.T) {
 	}
 	if err := c.Subscribe(ctx, "t", h, &TopicLimits{EventMemory: -1}); err == nil {
 		t.Error("Subscribe with negative limits succeeded")
+	}
+}
+
+// subscribe subscribes c to topic, answering as a v1.1 daemon does once
+// every daemon confirmed it.
+func subscribe(t *testing.T, c *Conn, p *peer, topic string, h TopicHandler, lim *TopicLimits) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Subscribe(context.Background(), topic, h, lim) }()
+	if m := p.readOp(api.OpSubscribe); m.Topic != topic {
+		t.Fatalf("SUBSCRIBE %q, want %q", m.Topic, topic)
+	}
+	p.send(&api.Message{Op: api.OpSubscribed, Topic: topic})
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -145,7 +145,7 @@ func (p *peer) acceptInit(cluster string) {
 	}
 	// Answer as a v1.1 daemon; the session's v1.0 messages are unchanged.
 	p.dec.EnableV11()
-	info := api.EncodeInitInfo(&api.InitInfo{Daemon: "peer", MaxMessage: 16 << 20, PushWindow: 64})
+	info := api.EncodeInitInfo(&api.InitInfo{Daemon: "peer", MaxMessage: 16 << 20, PushWindow: 64, Subjects: true})
 	p.send(&api.Message{Op: api.OpInit, Magic: api.RelayMagic, Version: api.ProtocolV11, Payload: info})
 }
 

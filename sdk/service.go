@@ -58,7 +58,11 @@ type Service struct {
 // Register connects to the daemon as a member of cluster and serves
 // handler there until Close. A nil cfg means DefaultConfig and nil limits
 // mean DefaultServiceLimits. When Register returns the service is already a
-// member: a request sent right after can reach it.
+// member: a request sent right after can reach it. With a daemon that
+// speaks protocol v1.1 that holds for a request sent from any daemon of the
+// network, except those Service.Unconfirmed lists (the daemon waits a
+// bounded time for every daemon to know the member); with an older one,
+// from the service's own daemon.
 //
 // If the daemon refuses the registration the error is a *DeniedError.
 func Register(ctx context.Context, cfg *Config, cluster string, handler Handler, limits *ServiceLimits) (*Service, error) {
@@ -94,6 +98,13 @@ func Register(ctx context.Context, cfg *Config, cluster string, handler Handler,
 // in Config.Name or the daemon's default. It is "" with a daemon that
 // predates protocol v1.1.
 func (s *Service) Name() string { return s.conn.svc.name }
+
+// Unconfirmed lists the daemons that had not confirmed the registration
+// when Register returned (the daemon waits a bounded time for every daemon
+// alive to know a new member): a request sent from one of them right after
+// Register may not find the service yet. Empty when every daemon confirmed
+// it, and always with a daemon that predates protocol v1.1.
+func (s *Service) Unconfirmed() []string { return s.conn.x.unconfirmed }
 
 // Cluster returns the name of the cluster the service is a member of.
 func (s *Service) Cluster() string { return s.conn.cluster }

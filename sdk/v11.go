@@ -24,6 +24,12 @@ type v11conn struct {
 	pushes  map[uint64]*pushCall   // nil value: abandoned, the ack still due
 	serving map[uint64]*serving    // delivered requests and questions not answered yet
 	nextID  uint64                 // survey and push ids
+
+	// Subscriptions (subs.go).
+	subAcks     map[string][]chan []string // topic → Subscribe calls awaiting SUBSCRIBED, oldest first
+	patterns    map[string]struct{}        // subscribed subjects with wildcards
+	unconfirmed []string                   // daemons that had not confirmed the service's registration
+	subjects    bool                       // the daemon acks SUBSCRIBE, matches subjects, sends GAP
 }
 
 // serving is a delivered request (or survey question) of a v1.1 session,
@@ -66,6 +72,10 @@ func (c *Conn) initV11(info *api.InitInfo) {
 	c.x.surveys = make(map[uint64]*surveyCall)
 	c.x.pushes = make(map[uint64]*pushCall)
 	c.x.serving = make(map[uint64]*serving)
+	c.x.subAcks = make(map[string][]chan []string)
+	c.x.patterns = make(map[string]struct{})
+	c.x.unconfirmed = info.Unconfirmed
+	c.x.subjects = info.Subjects
 	if c.svc != nil {
 		c.svc.name = info.Member
 	}
@@ -109,6 +119,10 @@ func (c *Conn) dispatchV11(m *api.Message) error {
 		c.handleCancel(m.ID)
 	case api.OpNoMembers:
 		return c.handleNoMembers(m)
+	case api.OpSubscribed:
+		c.handleSubscribed(m)
+	case api.OpGap:
+		c.handleGap(m.Size)
 	}
 	return nil
 }

@@ -142,7 +142,13 @@ var subscribeCmd = &command{
 	summary: "print the events of TOPIC, one per line",
 	help: `
 Subscribes to TOPIC and prints every event, one per line, until
-interrupted or, with -n, after N events.`,
+interrupted or, with -n, after N events. TOPIC may be a subject with
+wildcards: "news.*" matches one more token (news.sport), "news.>" one or
+more (news.sport.local). Once every daemon of the network knows the
+subscription a line on stderr says so (naming the daemons that did not
+confirm in time, if any): events published from then on are printed.
+Events the daemon had to drop because they were not read fast enough are
+reported on stderr as they are counted.`,
 	flags: func(fs *flag.FlagSet, e *env) func([]string) error {
 		n := fs.Int("n", 0, "stop after `N` events (0: run until interrupted)")
 		return func(args []string) error {
@@ -156,9 +162,18 @@ interrupted or, with -n, after N events.`,
 			if *n < 0 {
 				return usageError("-n: want a number of events, 0 for no limit")
 			}
-			c, err := e.connect()
+			var errMu sync.Mutex
+			cfg := e.sdkConfig()
+			cfg.OnGap = func(g sdk.Gap) {
+				errMu.Lock()
+				defer errMu.Unlock()
+				fmt.Fprintf(e.stderr, "iris: lost %d events (not read fast enough)\n", g.Lost)
+			}
+			cctx, ccancel := context.WithTimeout(e.ctx, e.timeout)
+			c, err := sdk.Connect(cctx, cfg)
+			ccancel()
 			if err != nil {
-				return err
+				return e.connectError(err)
 			}
 			defer c.Close()
 			ctx, cancel := context.WithCancel(e.ctx)
@@ -166,7 +181,7 @@ interrupted or, with -n, after N events.`,
 			out := &lineWriter{w: bufio.NewWriter(e.stdout)}
 			var mu sync.Mutex
 			seen := 0
-			h := sdk.TopicHandlerFunc(func(ev []byte) {
+			h := subjectPrinter(func(subject string, ev []byte) {
 				mu.Lock()
 				defer mu.Unlock()
 				if *n > 0 && seen >= *n {
@@ -174,7 +189,7 @@ interrupted or, with -n, after N events.`,
 				}
 				seen++
 				if e.json {
-					out.json(payloadJSON("event", ev, map[string]any{"topic": topic}))
+					out.json(payloadJSON("event", ev, map[string]any{"topic": subject}))
 				} else {
 					out.line(ev)
 				}
@@ -184,11 +199,25 @@ interrupted or, with -n, after N events.`,
 			})
 			one := sdk.TopicLimits{EventThreads: 1} // print in arrival order
 			sctx, scancel := context.WithTimeout(ctx, e.timeout)
-			err = c.Subscribe(sctx, topic, h, &one)
+			mu.Lock() // the acknowledgement is printed before any event
+			res, err := c.SubscribeAcked(sctx, topic, h, &one)
 			scancel()
 			if err != nil {
+				mu.Unlock()
 				return err
 			}
+			errMu.Lock()
+			switch {
+			case !res.Confirmed:
+				fmt.Fprintf(e.stderr, "iris: subscribed to %s (this daemon does not confirm subscriptions)\n", topic)
+			case len(res.Unconfirmed) > 0:
+				fmt.Fprintf(e.stderr, "iris: subscribed to %s; not confirmed in time by %d daemons: %s\n",
+					topic, len(res.Unconfirmed), strings.Join(res.Unconfirmed, ", "))
+			default:
+				fmt.Fprintf(e.stderr, "iris: subscribed to %s (confirmed by every daemon)\n", topic)
+			}
+			errMu.Unlock()
+			mu.Unlock()
 			select {
 			case <-ctx.Done():
 			case <-c.Done():
@@ -198,6 +227,15 @@ interrupted or, with -n, after N events.`,
 		}
 	},
 }
+
+// subjectPrinter is a topic handler told the topic of each event.
+type subjectPrinter func(subject string, ev []byte)
+
+// HandleEvent is not called: SubscribeAcked prefers HandleSubjectEvent.
+func (f subjectPrinter) HandleEvent(ev []byte) { f("", ev) }
+
+// HandleSubjectEvent calls f.
+func (f subjectPrinter) HandleSubjectEvent(subject string, ev []byte) { f(subject, ev) }
 
 var tunnelCmd = &command{
 	name: "tunnel", args: "CLUSTER",

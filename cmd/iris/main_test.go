@@ -203,14 +203,17 @@ func TestEveryPattern(t *testing.T) {
 	}
 	waitFor(t, "the broadcasts printed by serve", func() bool { return strings.Count(echoOut.String(), "to all\n") == 2 })
 
-	subOut := &buffer{}
+	subOut, subErr := &buffer{}, &buffer{}
 	subDone := make(chan int, 1)
 	go func() {
-		subDone <- run(context.Background(), []string{"subscribe", "news", "-n", "2"}, envFor(d), strings.NewReader(""), subOut, subOut)
+		subDone <- run(context.Background(), []string{"subscribe", "news.*", "-n", "2"}, envFor(d), strings.NewReader(""), subOut, subErr)
 	}()
-	waitFor(t, "the subscription", func() bool { return len(d.Cluster().Topics()) == 1 })
+	// The line on stderr says the subscription is in place everywhere.
+	waitFor(t, "the subscription", func() bool {
+		return subErr.String() == "iris: subscribed to news.* (confirmed by every daemon)\n"
+	})
 	for _, ev := range []string{"first", "second", "third"} {
-		if code, _, errOut := iris(t, d, "", "publish", "news", ev); code != 0 {
+		if code, _, errOut := iris(t, d, "", "publish", "news.x", ev); code != 0 {
 			t.Fatalf("publish: %d %q", code, errOut)
 		}
 	}

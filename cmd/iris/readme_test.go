@@ -25,6 +25,7 @@ var readmeReady = []struct {
 	{regexp.MustCompile(`^\./irisd .*&$`), `./iris -status $A_STATUS status`},
 	{regexp.MustCompile(`iris serve upper .*&$`), `./iris -status $A_STATUS -json status | grep -q '"upper"'`},
 	{regexp.MustCompile(`iris subscribe news .*&$`), `./iris -status $A_STATUS -json status | grep -q '"news"'`},
+	{regexp.MustCompile(`iris pull jobs .*&$`), `./iris -status $A_STATUS -json status | grep -q '"jobs"'`},
 	{regexp.MustCompile(`iris expose web .*&$`), `./iris -status $A_STATUS -json status | grep -q '"web"'`},
 	{regexp.MustCompile(`iris forward .*&$`), `echo >/dev/tcp/127.0.0.1/PORT`},
 }
