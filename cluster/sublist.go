@@ -20,7 +20,9 @@ import (
 var ErrBadSubject = errors.New("cluster: bad subject")
 
 // validSubject checks a subject for SubscribeSubject and for the patterns
-// of a peer's table.
+// of a peer's table. It is the rule of api.ValidSubject, written again on
+// purpose: cluster knows nothing of the app protocol, and api (with the
+// SDK) imports nothing of the daemon's (internal/layers).
 func validSubject(s string) error {
 	if err := validName(s); err != nil {
 		return err
