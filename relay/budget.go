@@ -24,7 +24,8 @@ import (
 // only use half of it, so subscribers that never read cannot starve those
 // that do.
 //
-// A partly received message that does not fit takes the budget of the
+// A message trickling in (below slowRate after stallGrace) may only use
+// half of the read half. A partly received message that does not fit takes the budget of the
 // connection that has been stalled longest in the middle of a message
 // (no bytes for stallGrace), which gets CLOSE("iris: daemon memory
 // budget ..."); if none is stalled it waits for room, up to budgetWait,
@@ -60,6 +61,17 @@ const freeReadAllowance = 128 << 10
 // a message it has begun before another's partly received message may
 // take its budget.
 const stallGrace = time.Second
+
+// slowRate is the average rate below which a message that has taken more
+// than stallGrace to arrive counts as slow (see charge): a trickle, not a
+// large message on a busy machine.
+const slowRate = 1 << 20 // bytes per second
+
+// slowMessage reports whether a message of which got bytes arrived in
+// elapsed is slow: older than stallGrace, and arriving below slowRate.
+func slowMessage(got int, elapsed time.Duration) bool {
+	return elapsed > stallGrace && float64(got) < slowRate*elapsed.Seconds()
+}
 
 // budgetWait bounds how long a partly received message waits for room in
 // the budget (while stalled connections are evicted for it) before its
@@ -201,7 +213,7 @@ func (r *appReader) Read(p []byte) (int, error) {
 		r.progress.Store(now.UnixNano())
 		r.got += n
 		if over := partialCost(r.got) - int(r.charged.Load()); over > 0 {
-			if !r.charge(over, now.Sub(r.start) > stallGrace) {
+			if !r.charge(over, slowMessage(r.got, now.Sub(r.start))) {
 				return n, errMemoryBudget
 			}
 		}
@@ -215,10 +227,10 @@ func (r *appReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// charge draws n bytes from the read half of the budget; a message that
-// has taken more than stallGrace to arrive so far (old; time spent waiting
-// here does not count) may only use the first half of it, so that
-// messages arriving briskly find room beside slow or stalled ones.
+// charge draws n bytes from the read half of the budget; a slow message
+// (old: see slowMessage; time spent waiting here does not count) may only
+// use the first half of it, so that messages arriving briskly find room
+// beside slow or stalled ones.
 // When they do not fit, it evicts the connection stalled longest (if one has stalled for
 // stallGrace) and waits for room, at most budgetWait: a connection that
 // finds the budget full of messages still arriving is refused.
