@@ -105,7 +105,7 @@ type Config struct {
 
 	// KeepaliveInterval is how long a data link's writer may stay idle
 	// before it sends an empty heartbeat frame, so that the far end hears
-	// from a live peer at least that often (see LinkProbeTimeout). Default
+	// from a live peer at least that often (see LinkQuietTimeout). Default
 	// 250ms.
 	KeepaliveInterval time.Duration
 
@@ -118,14 +118,20 @@ type Config struct {
 	// links of peers that are merely starved of CPU.
 	KeepaliveTimeout time.Duration
 
-	// LinkProbeTimeout bounds how long a peer may leave this daemon's
-	// frames unanswered. A link on which frames were sent and nothing was
-	// heard for KeepaliveInterval/2 is probed (the peer answers at once);
-	// after LinkProbeTimeout/2 without an answer the peer is avoided for new
-	// work, and after LinkProbeTimeout the link is closed as silent, so that
-	// requests in flight there fail at once. Default 600ms. Lower fails
-	// over sooner; too low closes links of peers that are merely starved
-	// of CPU (they are redialed at once, but what was in flight fails).
+	// LinkQuietTimeout is how long a peer may leave a probe unanswered
+	// before it is avoided for new work. A link on which frames were sent
+	// and nothing was heard for KeepaliveInterval/2 is probed (the peer
+	// answers at once). Default 300ms: new requests go elsewhere well
+	// within a second of a host going silent. The peer is used again as
+	// soon as anything is heard from it.
+	LinkQuietTimeout time.Duration
+
+	// LinkProbeTimeout is how long a probe may stay unanswered before the
+	// link is closed as silent, so that what is in flight there fails now
+	// rather than at KeepaliveTimeout. Default 2s. Lower fails in-flight
+	// work over sooner; too low closes links of peers that are merely
+	// starved of CPU (they are redialed at once, but what was in flight
+	// fails). It must not be below LinkQuietTimeout.
 	LinkProbeTimeout time.Duration
 
 	// Gossip tunes failure detection. Default LANGossip().
@@ -194,7 +200,8 @@ func DefaultConfig() *Config {
 		DialTimeout:               5 * time.Second,
 		KeepaliveInterval:         250 * time.Millisecond,
 		KeepaliveTimeout:          3 * time.Second,
-		LinkProbeTimeout:          600 * time.Millisecond,
+		LinkQuietTimeout:          300 * time.Millisecond,
+		LinkProbeTimeout:          2 * time.Second,
 		Gossip:                    LANGossip(),
 	}
 }
@@ -224,8 +231,8 @@ func (c *Config) Validate() error {
 		return errors.New("overlay: config: HandshakeTimeout and DialTimeout must be positive")
 	case c.KeepaliveInterval <= 0 || c.KeepaliveTimeout < 2*c.KeepaliveInterval:
 		return errors.New("overlay: config: KeepaliveInterval must be positive and KeepaliveTimeout at least twice it")
-	case c.LinkProbeTimeout <= 0:
-		return errors.New("overlay: config: LinkProbeTimeout must be positive")
+	case c.LinkQuietTimeout <= 0 || c.LinkProbeTimeout < c.LinkQuietTimeout:
+		return errors.New("overlay: config: LinkQuietTimeout must be positive and LinkProbeTimeout at least as long")
 	case c.MaxPendingHandshakes < 1 || c.MaxPendingHandshakesPerIP < 1:
 		return errors.New("overlay: config: MaxPendingHandshakes and MaxPendingHandshakesPerIP must be positive")
 	case c.FirstMessageTimeout <= 0:

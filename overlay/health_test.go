@@ -15,6 +15,7 @@ func TestProbeFindsSilentPeerFast(t *testing.T) {
 	keep := func(c *Config) {
 		c.KeepaliveInterval = 100 * time.Millisecond
 		c.KeepaliveTimeout = 20 * time.Second // only the probe can close it in time
+		c.LinkQuietTimeout = 150 * time.Millisecond
 		c.LinkProbeTimeout = 300 * time.Millisecond
 	}
 	tapA, tapB := newTap(t), newTap(t)

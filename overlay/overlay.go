@@ -424,7 +424,7 @@ func (o *Overlay) refresh(id string) {
 // watchLinks is the link watchdog. A link on which this end sent frames
 // (requests, say) but heard nothing for KeepaliveInterval/2 gets a probe,
 // which the far end answers with a heartbeat at once. A probe unanswered
-// for LinkProbeTimeout/2, or a link silent for KeepaliveTimeout/2 (the far
+// for LinkQuietTimeout, or a link silent for KeepaliveTimeout/2 (the far
 // writer sends a heartbeat every KeepaliveInterval when idle), marks the
 // peer quiet: shown as suspect, so new work goes elsewhere, until a record
 // comes in. A probe unanswered for LinkProbeTimeout closes the link as
@@ -437,8 +437,8 @@ func (o *Overlay) refresh(id string) {
 func (o *Overlay) watchLinks() {
 	iv := o.cfg.KeepaliveInterval
 	probeAfter, quietAfter := int64(iv/2), int64(o.cfg.KeepaliveTimeout/2)
-	probeQuiet, probeClose := int64(o.cfg.LinkProbeTimeout/2), int64(o.cfg.LinkProbeTimeout)
-	tick := time.NewTicker(max(min(iv, o.cfg.LinkProbeTimeout)/10, 5*time.Millisecond))
+	probeQuiet, probeClose := int64(o.cfg.LinkQuietTimeout), int64(o.cfg.LinkProbeTimeout)
+	tick := time.NewTicker(max(min(iv, o.cfg.LinkQuietTimeout)/10, 5*time.Millisecond))
 	defer tick.Stop()
 	var peers []*peer
 	for {
