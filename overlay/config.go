@@ -128,10 +128,13 @@ type Config struct {
 
 	// LinkProbeTimeout is how long a probe may stay unanswered before the
 	// link is closed as silent, so that what is in flight there fails now
-	// rather than at KeepaliveTimeout. Default 2s. Lower fails in-flight
-	// work over sooner; too low closes links of peers that are merely
-	// starved of CPU (they are redialed at once, but what was in flight
-	// fails). It must not be below LinkQuietTimeout.
+	// rather than at KeepaliveTimeout. Default 600ms. It bounds how long
+	// callers stall when a host goes silent: a client's requests in flight
+	// pile up on the silent host within milliseconds, before it is avoided,
+	// and are answered (faulted) only when the link closes. Too low closes
+	// links of peers that are merely starved of CPU (they are redialed at
+	// once, but what was in flight fails). It must not be below
+	// LinkQuietTimeout.
 	LinkProbeTimeout time.Duration
 
 	// Gossip tunes failure detection. Default LANGossip().
@@ -201,7 +204,7 @@ func DefaultConfig() *Config {
 		KeepaliveInterval:         250 * time.Millisecond,
 		KeepaliveTimeout:          3 * time.Second,
 		LinkQuietTimeout:          300 * time.Millisecond,
-		LinkProbeTimeout:          2 * time.Second,
+		LinkProbeTimeout:          600 * time.Millisecond,
 		Gossip:                    LANGossip(),
 	}
 }
