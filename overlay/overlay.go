@@ -675,7 +675,10 @@ type Stats struct {
 	HandshakesEvicted, HandshakesTimedOut uint64
 	LogLinesSuppressed                    uint64 // memberlist log lines dropped by the rate limit
 	NodeIDConflicts                       uint64 // nodes seen claiming a node id alive at another address
-	Links                                 int
+	// Gossip packet bytes (UDP) sent and received; memberlist's push/pull
+	// streams are not counted.
+	GossipBytesOut, GossipBytesIn uint64
+	Links                         int
 }
 
 type counters struct {
@@ -698,6 +701,8 @@ func (o *Overlay) Stats() Stats {
 			o.tr.adm.handshakeErrors.Load(),
 		LogLinesSuppressed: o.tr.mlLog.suppressed.Load(),
 		NodeIDConflicts:    o.conflict.count.Load(),
+		GossipBytesOut:     o.tr.gossipOut.Load(),
+		GossipBytesIn:      o.tr.gossipIn.Load(),
 	}
 	o.mu.RLock()
 	for _, p := range o.peers {
