@@ -255,7 +255,7 @@ func (n *Node) HandleLinkDown(id string) {
 		r.markUnhealthy(n.cfg.UnhealthyFor)
 		r.requested = 0 // a table request may have been lost with the link: ask again
 		r.linkBroke = true
-		if r.reported && r.state == overlay.StateAlive && !n.closed && n.started {
+		if r.reported && r.state == overlay.StateAlive && !n.closed && n.started && (n.version > 0 || r.tbl != nil) {
 			// Already reported alive again (events coalesce): resync now,
 			// as peerAlive would have.
 			r.linkBroke = false
