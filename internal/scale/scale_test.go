@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,7 +68,9 @@ func TestScaleSmoke(t *testing.T) {
 }
 
 // TestScale runs the sizes listed in IRIS_SCALE (comma-separated) and
-// writes the table to IRIS_SCALE_OUT.
+// writes the table to IRIS_SCALE_OUT (and the results as JSON beside it).
+// IRIS_SCALE_LAX=1 measures without judging; IRIS_SCALE_NOCHURN=1 skips
+// the churn runs (for repeated convergence runs).
 func TestScale(t *testing.T) {
 	spec := os.Getenv("IRIS_SCALE")
 	if testing.Short() || spec == "" {
@@ -87,7 +90,7 @@ func TestScale(t *testing.T) {
 			b = bounds{converge: 120 * time.Second, routeP99: 60 * time.Second, idleCores: 2}
 		}
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
-			r := run(t, n, b, true)
+			r := run(t, n, b, os.Getenv("IRIS_SCALE_NOCHURN") == "")
 			results = append(results, r)
 		})
 		runtime.GC()
@@ -100,6 +103,10 @@ func TestScale(t *testing.T) {
 	doc := fmt.Sprintf("Measured %s on %d cores, GOMAXPROCS %d, load average before: %s\n\n%s",
 		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)), table(results))
 	if err := os.WriteFile(filepath.Clean(out), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.MarshalIndent(results, "", "  ")
+	if err := os.WriteFile(strings.TrimSuffix(out, ".md")+".json", js, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s\n%s", out, doc)
@@ -153,7 +160,14 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		}
 		return ok
 	}
-	waitFor(t, b.converge, "every daemon to see every other alive", func() bool { return allAlive() == n })
+	for allAlive() != n {
+		if time.Since(start) > b.converge {
+			r.Converge = -1
+			t.Errorf("N=%d: after %v only %d daemons see every other alive", n, b.converge, allAlive())
+			return r
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	r.Converge = time.Since(start)
 	t.Logf("N=%d: all alive after %v", n, r.Converge.Round(time.Millisecond))
 
@@ -372,17 +386,6 @@ func sums(ds []*daemon.Daemon) overlay.Stats {
 	return s
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func heapNow() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
@@ -422,8 +425,12 @@ func table(rs []result) string {
 	b.WriteString("| N | all alive | flaps | reg p50 / p99 | sub p50 / p99 | requests ok | heap/daemon | heap/peer | RSS/daemon | goroutines/daemon | fds/daemon | links/daemon | idle CPU (cores) | idle link B/s/daemon | idle gossip B/s/daemon |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %d | %.2f s | %d | %v / %v | %v / %v | %d/%d | %.0f KiB | %.1f KiB | %.0f KiB | %.1f | %.1f | %.1f | %.2f | %.0f | %.0f |\n",
-			r.N, r.Converge.Seconds(), r.Flaps, r.RouteP50, r.RouteP99, r.SubP50, r.SubP99, r.RequestsOK, r.N,
+		conv := fmt.Sprintf("%.2f s", r.Converge.Seconds())
+		if r.Converge < 0 {
+			conv = "not converged"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %d | %v / %v | %v / %v | %d/%d | %.0f KiB | %.1f KiB | %.0f KiB | %.1f | %.1f | %.1f | %.2f | %.0f | %.0f |\n",
+			r.N, conv, r.Flaps, r.RouteP50, r.RouteP99, r.SubP50, r.SubP99, r.RequestsOK, r.N,
 			r.HeapPerDaemon/1024, r.HeapPerPeer/1024, r.RSSPerDaemon/1024, r.GoroutinesPerDaemon, r.FDsPerDaemon, r.LinksPerDaemon,
 			r.IdleCores, r.IdleLinkBps, r.IdleGossipBps)
 	}
