@@ -131,7 +131,8 @@ func (n *Node) Start(ov Overlay) error {
 	}
 	n.ov, n.id, n.started = ov, ov.ID(), true
 	n.wg.Go(n.tableLoop)
-	n.markDirtyLocked()
+	// The table stays at version 0 until its first change: peers neither
+	// push to nor pull from a daemon with nothing to tell (see peerAlive).
 	return nil
 }
 

@@ -286,7 +286,7 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	// peer that restarts empty gossips version 0, which differs from the
 	// old table's: holders of that table pull the new, empty one.)
 	ask := (reappeared && (p.AppVersion != 0 || r.tbl != nil)) ||
-		(p.AppVersion != r.version() && p.AppVersion != r.requested)
+		(p.AppVersion != r.version() && (p.AppVersion != r.requested || p.AppVersion == 0))
 	if ask {
 		r.requested = p.AppVersion
 	}

@@ -169,6 +169,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.Converge = time.Since(start)
+	t.Logf("N=%d: links at convergence %d", n, sums(ds).Links)
 	t.Logf("N=%d: all alive after %v", n, r.Converge.Round(time.Millisecond))
 
 	// Registration: from daemon n/2 until every other daemon routes to it.
