@@ -568,6 +568,20 @@ func (o *Overlay) Peers() []Peer {
 	return out
 }
 
+// AliveCount returns how many other nodes are alive as upper layers see
+// them (Peers without the copy).
+func (o *Overlay) AliveCount() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	n := 0
+	for _, m := range o.members {
+		if m.State == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
 // Peer returns what this node knows of node id.
 func (o *Overlay) Peer(id string) (Peer, bool) {
 	o.mu.RLock()
