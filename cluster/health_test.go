@@ -66,12 +66,17 @@ type nullOverlay struct {
 	congested map[string]bool // Send to these fails with overlay.ErrBackpressure
 }
 
-// startQuiet starts n on a nullOverlay and waits for the table pusher's
-// first round, so that it sends nothing unasked afterwards.
+// startQuiet starts n on a nullOverlay with a subscription (so that its
+// table is not empty: a daemon with an empty table resyncs nothing) and
+// waits for the table pusher's round, so that it sends nothing unasked
+// afterwards.
 func startQuiet(t *testing.T, n *Node) *nullOverlay {
 	t.Helper()
 	ov := &nullOverlay{id: "self", published: make(chan uint64, 16)}
 	if err := n.Start(ov); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Subscribe("quiet", quietSub{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -80,6 +85,42 @@ func startQuiet(t *testing.T, n *Node) *nullOverlay {
 		t.Fatal("the table pusher did not run")
 	}
 	return ov
+}
+
+type quietSub struct{}
+
+func (quietSub) HandleEvent(string, []byte) {}
+
+// TestEmptyTableResyncsNothing: a daemon whose table never changed pushes
+// nothing to a new peer, and asks a peer for its table only when that
+// peer gossips a version (so an idle network opens no data links).
+func TestEmptyTableResyncsNothing(t *testing.T) {
+	n, err := New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ov := &nullOverlay{id: "self", published: make(chan uint64, 16)}
+	if err := n.Start(ov); err != nil {
+		t.Fatal(err)
+	}
+	n.HandlePeer(overlay.Peer{ID: "x", State: overlay.StateAlive})
+	if got := ov.take(); len(got) != 0 {
+		t.Fatalf("to a new peer with an empty table sent %v, want nothing", got)
+	}
+	n.HandlePeer(overlay.Peer{ID: "y", State: overlay.StateAlive, AppVersion: 2})
+	if got := ov.take(); !slices.Equal(got, []frameType{fTableReq}) {
+		t.Fatalf("to a new peer with a table sent %v, want only a table request", got)
+	}
+	// y restarts empty under the same id before anyone declares it dead:
+	// it gossips version 0, and the table held of it must be replaced.
+	n.mu.Lock()
+	n.remotes["y"].tbl = &table{Version: 2, Instance: 7}
+	n.mu.Unlock()
+	n.HandlePeer(overlay.Peer{ID: "y", State: overlay.StateAlive, AppVersion: 0})
+	if got := ov.take(); !slices.Equal(got, []frameType{fTableReq}) {
+		t.Fatalf("to a peer gossiping version 0 whose old table is held sent %v, want a table request", got)
+	}
 }
 
 func (o *nullOverlay) ID() string   { return o.id }

@@ -131,7 +131,8 @@ func (n *Node) Start(ov Overlay) error {
 	}
 	n.ov, n.id, n.started = ov, ov.ID(), true
 	n.wg.Go(n.tableLoop)
-	n.markDirtyLocked()
+	// The table stays at version 0 until its first change: peers neither
+	// push to nor pull from a daemon with nothing to tell (see peerAlive).
 	return nil
 }
 
@@ -255,7 +256,7 @@ func (n *Node) HandleLinkDown(id string) {
 		r.markUnhealthy(n.cfg.UnhealthyFor)
 		r.requested = 0 // a table request may have been lost with the link: ask again
 		r.linkBroke = true
-		if r.reported && r.state == overlay.StateAlive && !n.closed && n.started {
+		if r.reported && r.state == overlay.StateAlive && !n.closed && n.started && (n.version > 0 || r.tbl != nil) {
 			// Already reported alive again (events coalesce): resync now,
 			// as peerAlive would have.
 			r.linkBroke = false

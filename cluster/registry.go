@@ -280,12 +280,18 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	if zoneChanged {
 		n.rebuildForLocked(r.tbl)
 	}
-	ask := reappeared || (p.AppVersion != r.version() && p.AppVersion != r.requested)
+	// A daemon whose table never changed (version 0) has nothing to send,
+	// and one known to hold none nothing to pull: an idle network of
+	// daemons without services or subscriptions opens no data links. (A
+	// peer that restarts empty gossips version 0, which differs from the
+	// old table's: holders of that table pull the new, empty one.)
+	ask := (reappeared && (p.AppVersion != 0 || r.tbl != nil)) ||
+		(p.AppVersion != r.version() && (p.AppVersion != r.requested || p.AppVersion == 0))
 	if ask {
 		r.requested = p.AppVersion
 	}
 	var mine []byte
-	if reappeared {
+	if reappeared && n.version > 0 {
 		mine, _ = n.localTableLocked().encode()
 	}
 	ov := n.ov

@@ -216,6 +216,11 @@ func TestConfirmedSubscribeRounds(t *testing.T) {
 func TestConfirmReportsSilentDaemons(t *testing.T) {
 	leakcheck.Check(t)
 	d := startDaemons(t, "")[0]
+	sub, err := d.Subscribe("news", quietSub{}) // a change to confirm
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
 	d.mu.Lock()
 	d.remotes["old"] = &remoteNode{id: "old"}
 	d.remotes["gone"] = &remoteNode{id: "gone"}

@@ -66,7 +66,8 @@ type Config struct {
 
 	// SendQueueLen bounds the frames waiting per peer, per priority. When the
 	// queue is full, Send fails with ErrBackpressure; the caller decides what
-	// to drop. Default 8192. Raising it trades memory for burst tolerance.
+	// to drop. Default 8192. The queues are allocated as frames arrive and
+	// released when they run empty, so an idle peer costs none of it.
 	SendQueueLen int
 
 	// SendQueueBytes bounds the payload bytes waiting per peer across both

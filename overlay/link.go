@@ -28,8 +28,15 @@ const (
 	flushThreshold = 256 << 10
 	// linkWriteTimeout closes a link whose peer stopped reading.
 	linkWriteTimeout = 30 * time.Second
-	// readBufferSize is the link reader's socket buffer: several records per read syscall.
-	readBufferSize = 256 << 10
+	// readBufferSize is the link reader's socket buffer: several small
+	// records per read syscall (a record larger than the buffer is read
+	// straight into the record buffer). Small, since every link end holds
+	// one for its whole life.
+	readBufferSize = 8 << 10
+	// bigRecord is the record buffer size above which the reader returns
+	// the buffer to recordPool when no more bytes are waiting, so that an
+	// idle link holds no large buffer.
+	bigRecord = 8 << 10
 )
 
 // qframe is one queued frame: head and body are written back to back and
@@ -154,6 +161,9 @@ func (l *link) writeLoop() error {
 			p.writing.Store(false)
 			l.lastSend.Store(time.Now().UnixNano())
 		}
+		if beat {
+			b.release() // idle for KeepaliveInterval: hold no buffers
+		}
 		if !beat && !idle.Stop() {
 			select { // drain a tick that fired meanwhile
 			case <-idle.C:
@@ -165,7 +175,8 @@ func (l *link) writeLoop() error {
 }
 
 // batcher packs frames into records of up to MaxRecordPlaintext bytes and
-// sealed records into writes of about flushThreshold bytes.
+// sealed records into writes of about flushThreshold bytes. Its buffers
+// grow with the load and are released when the link idles.
 type batcher struct {
 	l     *link
 	plain []byte // the record being filled
@@ -174,12 +185,11 @@ type batcher struct {
 }
 
 func newBatcher(l *link) *batcher {
-	return &batcher{
-		l:     l,
-		plain: make([]byte, 0, crypto.MaxRecordPlaintext),
-		out:   make([]byte, 0, flushThreshold+crypto.RecordHeaderSize+65535),
-	}
+	return &batcher{l: l}
 }
+
+// release drops the buffers; they grow again with the next frames.
+func (b *batcher) release() { b.plain, b.out = nil, nil }
 
 // frame appends one frame: its header, then head and body back to back.
 func (b *batcher) frame(kind byte, head, body []byte) error {
@@ -197,10 +207,10 @@ func (b *batcher) frame(kind byte, head, body []byte) error {
 // put appends bytes, sealing full records and writing full batches.
 func (b *batcher) put(p []byte) error {
 	for len(p) > 0 {
-		n := copy(b.plain[len(b.plain):cap(b.plain)], p)
-		b.plain = b.plain[:len(b.plain)+n]
+		n := min(crypto.MaxRecordPlaintext-len(b.plain), len(p))
+		b.plain = append(b.plain, p[:n]...)
 		p = p[n:]
-		if len(b.plain) < cap(b.plain) {
+		if len(b.plain) < crypto.MaxRecordPlaintext {
 			continue
 		}
 		if err := b.seal(); err != nil {
@@ -275,7 +285,11 @@ func (l *link) readLoop() error {
 		}
 		n := int(binary.BigEndian.Uint16(rh[:]))
 		if cap(buf) < n {
-			buf = make([]byte, max(n, 16<<10))
+			if n > bigRecord {
+				buf = getRecord()
+			} else {
+				buf = make([]byte, bigRecord)
+			}
 		}
 		rec := buf[:n]
 		if _, err := io.ReadFull(br, rec); err != nil {
@@ -293,8 +307,26 @@ func (l *link) readLoop() error {
 		}
 		if fp.retained {
 			buf = nil // a delivered frame holds it
+		} else if cap(buf) > bigRecord && br.Buffered() == 0 {
+			putRecord(buf) // nothing waiting: do not hold 64 KiB while idle
+			buf = nil
 		}
 	}
+}
+
+// recordPool holds the readers' large record buffers between bursts.
+var recordPool sync.Pool
+
+func getRecord() []byte {
+	if b, ok := recordPool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, crypto.RecordHeaderSize+65535)
+}
+
+func putRecord(b []byte) {
+	b = b[:cap(b)]
+	recordPool.Put(&b)
 }
 
 // frameParser splits a link's plaintext stream into frames. Frames that lie
@@ -387,14 +419,18 @@ func (l *link) deliver(kind byte, payload []byte) {
 }
 
 // peer holds what this node keeps per remote daemon: its bounded send
-// queues, which outlive any one link, and its current link.
+// queues, which outlive any one link, and its current link. An idle peer
+// costs a few hundred bytes: the queues are allocated when the first frame
+// is queued and released when they run empty.
 type peer struct {
 	o  *Overlay
 	id string
 
-	ctrl, bulk  chan qframe // bounded; drained by the current link's writer
+	qmu         sync.Mutex // protects q
+	q           [2]fifo    // control, bulk; drained by the current link's writer
 	queuedBytes atomic.Int64
-	hasLink     atomic.Bool // fast path for Send: no dial needed
+	wake        chan struct{} // a frame was queued; cap 1
+	hasLink     atomic.Bool   // fast path for Send: no dial needed
 	linkUpCh    chan struct{}
 	// down is set when a link to the peer broke or a dial failed, and
 	// cleared when a link comes up: until then the peer shows as suspect,
@@ -418,81 +454,112 @@ type peer struct {
 func newPeer(o *Overlay, id, addr string) *peer {
 	return &peer{
 		o: o, id: id, addr: addr,
-		ctrl:     make(chan qframe, o.cfg.SendQueueLen),
-		bulk:     make(chan qframe, o.cfg.SendQueueLen),
+		wake:     make(chan struct{}, 1),
 		linkUpCh: make(chan struct{}, 1),
 	}
+}
+
+// fifo is one send queue: a slice grown on demand, released when it runs
+// empty so that a peer's burst does not pin memory while it idles.
+type fifo struct {
+	s []qframe
+	h int // index of the head in s
+}
+
+func (q *fifo) len() int { return len(q.s) - q.h }
+
+func (q *fifo) push(f qframe) {
+	if q.h > 0 && q.h >= len(q.s)/2 && len(q.s) == cap(q.s) {
+		n := copy(q.s, q.s[q.h:]) // reuse the drained front rather than grow
+		clear(q.s[n:])
+		q.s, q.h = q.s[:n], 0
+	}
+	q.s = append(q.s, f)
+}
+
+func (q *fifo) pop() (qframe, bool) {
+	if q.h == len(q.s) {
+		return qframe{}, false
+	}
+	f := q.s[q.h]
+	q.s[q.h] = qframe{}
+	q.h++
+	if q.h == len(q.s) {
+		q.s, q.h = nil, 0
+	}
+	return f, true
 }
 
 // next blocks for the next frame, control first. It returns ok=false when
 // stop is closed, beat=true (no frame) when idle fires first, and
 // kicked=true (no frame) when kick does.
 func (p *peer) next(stop <-chan struct{}, idle <-chan time.Time, kick <-chan struct{}) (f qframe, ok, beat, kicked bool) {
-	if f, ok := p.poll(); ok {
-		return f, true, false, false
-	}
-	select {
-	case f := <-p.ctrl:
-		p.queuedBytes.Add(-int64(f.size()))
-		return f, true, false, false
-	case f := <-p.bulk:
-		p.queuedBytes.Add(-int64(f.size()))
-		return f, true, false, false
-	case <-idle:
-		return qframe{}, true, true, false
-	case <-kick:
-		return qframe{}, true, false, true
-	case <-stop:
-		return qframe{}, false, false, false
+	for {
+		if f, ok := p.poll(); ok {
+			return f, true, false, false
+		}
+		select {
+		case <-p.wake:
+		case <-idle:
+			return qframe{}, true, true, false
+		case <-kick:
+			return qframe{}, true, false, true
+		case <-stop:
+			return qframe{}, false, false, false
+		}
 	}
 }
 
 // poll returns a queued frame without blocking, control first.
 func (p *peer) poll() (qframe, bool) {
-	var f qframe
-	select {
-	case f = <-p.ctrl:
-	default:
-		select {
-		case f = <-p.bulk:
-		default:
-			return f, false
-		}
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	f, ok := p.q[Control].pop()
+	if !ok {
+		f, ok = p.q[Bulk].pop()
 	}
-	p.queuedBytes.Add(-int64(f.size()))
-	return f, true
+	if ok {
+		p.queuedBytes.Add(-int64(f.size()))
+	}
+	return f, ok
 }
 
 // drop discards every queued frame and returns how many there were.
 func (p *peer) drop() int {
-	n := 0
-	for {
-		if _, ok := p.poll(); !ok {
-			return n
-		}
-		n++
-	}
+	p.qmu.Lock()
+	n := p.q[Control].len() + p.q[Bulk].len()
+	p.q = [2]fifo{}
+	p.queuedBytes.Store(0)
+	p.qmu.Unlock()
+	return n
 }
 
-// enqueue queues f without blocking.
+// enqueue queues f without blocking; the queues are bounded in bytes
+// (SendQueueBytes, both together) and in frames (SendQueueLen each).
 func (p *peer) enqueue(prio Priority, f qframe) error {
 	n := int64(f.size())
-	if p.queuedBytes.Add(n) > int64(p.o.cfg.SendQueueBytes) {
-		p.queuedBytes.Add(-n)
+	if prio != Control {
+		prio = Bulk
+	}
+	p.qmu.Lock()
+	q := &p.q[prio]
+	if q.len() >= p.o.cfg.SendQueueLen || p.queuedBytes.Load()+n > int64(p.o.cfg.SendQueueBytes) {
+		p.qmu.Unlock()
 		return ErrBackpressure
 	}
-	ch := p.bulk
-	if prio == Control {
-		ch = p.ctrl
-	}
+	q.push(f)
+	p.queuedBytes.Add(n)
+	p.qmu.Unlock()
 	select {
-	case ch <- f:
-		return nil
+	case p.wake <- struct{}{}:
 	default:
-		p.queuedBytes.Add(-n)
-		return ErrBackpressure
 	}
+	return nil
 }
 
 // queued reports whether any frame waits.
-func (p *peer) queued() bool { return len(p.ctrl)+len(p.bulk) > 0 }
+func (p *peer) queued() bool {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	return p.q[Control].len()+p.q[Bulk].len() > 0
+}

@@ -568,6 +568,20 @@ func (o *Overlay) Peers() []Peer {
 	return out
 }
 
+// AliveCount returns how many other nodes are alive as upper layers see
+// them (Peers without the copy).
+func (o *Overlay) AliveCount() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	n := 0
+	for _, m := range o.members {
+		if m.State == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
 // Peer returns what this node knows of node id.
 func (o *Overlay) Peer(id string) (Peer, bool) {
 	o.mu.RLock()
@@ -675,7 +689,10 @@ type Stats struct {
 	HandshakesEvicted, HandshakesTimedOut uint64
 	LogLinesSuppressed                    uint64 // memberlist log lines dropped by the rate limit
 	NodeIDConflicts                       uint64 // nodes seen claiming a node id alive at another address
-	Links                                 int
+	// Gossip packet bytes (UDP) sent and received; memberlist's push/pull
+	// streams are not counted.
+	GossipBytesOut, GossipBytesIn uint64
+	Links                         int
 }
 
 type counters struct {
@@ -698,6 +715,8 @@ func (o *Overlay) Stats() Stats {
 			o.tr.adm.handshakeErrors.Load(),
 		LogLinesSuppressed: o.tr.mlLog.suppressed.Load(),
 		NodeIDConflicts:    o.conflict.count.Load(),
+		GossipBytesOut:     o.tr.gossipOut.Load(),
+		GossipBytesIn:      o.tr.gossipIn.Load(),
 	}
 	o.mu.RLock()
 	for _, p := range o.peers {

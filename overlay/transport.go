@@ -43,6 +43,8 @@ type transport struct {
 
 	refusedFull    atomic.Uint64 // inbound connections closed because hsSem was full
 	refusedAuth    atomic.Uint64 // inbound handshakes that failed
+	gossipOut      atomic.Uint64 // gossip packet bytes sent (UDP; push/pull streams not counted)
+	gossipIn       atomic.Uint64 // gossip packet bytes received (UDP)
 	authLogLimiter rateLimiter
 	shedLogLimiter rateLimiter
 	dialLogLimiter rateLimiter
@@ -134,6 +136,7 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	_, err = t.udp.WriteTo(b, ua)
+	t.gossipOut.Add(uint64(len(b)))
 	return time.Now(), err
 }
 
@@ -210,6 +213,7 @@ func (t *transport) udpLoop() {
 		if n < 1 {
 			continue
 		}
+		t.gossipIn.Add(uint64(n))
 		pkt := &memberlist.Packet{Buf: append([]byte(nil), buf[:n]...), From: from, Timestamp: ts}
 		select {
 		case t.packetCh <- pkt:
