@@ -176,14 +176,20 @@ func (n *Node) matchLocked(topic string) ([]*subscription, []*remoteNode) {
 	c := n.mcache
 	gen := c.gen.Load()
 	slot := &c.entries[maphash.String(c.seed, topic)%matchCacheSize]
-	if e := slot.Load(); e != nil && e.gen == gen && e.topic == topic {
+	e := slot.Load()
+	if e != nil && e.gen == gen && e.topic == topic {
 		return e.subs, e.remotes
 	}
-	e := &matchEntry{gen: gen, topic: topic}
-	e.subs = n.matchLocalLocked(topic, n.subs[topic])
-	e.remotes = n.matchRemoteLocked(topic, n.topics[topic])
-	slot.Store(e)
-	return e.subs, e.remotes
+	subs := n.matchLocalLocked(topic, n.subs[topic])
+	remotes := n.matchRemoteLocked(topic, n.topics[topic])
+	if e == nil || e.gen != gen {
+		// A slot is filled once per generation and never evicted within
+		// it: when topics outnumber the slots, the topics cached first
+		// keep theirs and the others pay the walk (bounded by the
+		// topic's depth), not an allocation per publish.
+		slot.Store(&matchEntry{gen: gen, topic: topic, subs: subs, remotes: remotes})
+	}
+	return subs, remotes
 }
 
 // SubjectStats counts subjects and confirmations (issue 10).

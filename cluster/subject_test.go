@@ -282,7 +282,8 @@ func BenchmarkPublishPatterns(b *testing.B) {
 	for _, sub := range []string{"bare", "queued", "spread"} {
 		for _, npat := range []int{0, 100_000} {
 			b.Run(fmt.Sprintf("%s/patterns=%d", sub, npat), func(b *testing.B) {
-				d := startDaemons(b, "")[0]
+				// 100,000 patterns need more than the default interest budget.
+				d := newDaemon(b, "", func(c *Config) { c.MaxInterestBytes = MaxInterestBytesLimit })
 				var s Subscriber = nopSub{}
 				if sub == "queued" {
 					s = &queueSub{q: make([][]byte, 0, 4096)}
