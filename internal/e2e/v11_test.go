@@ -420,14 +420,16 @@ func TestV11NoMembers(t *testing.T) {
 		if !errors.Is(err, sdk.ErrNoMembers) {
 			t.Fatalf("%s: %v, want ErrNoMembers", name, err)
 		}
-		if took > 100*time.Millisecond {
+		// At once, not at the 10 s deadline; 1 s leaves a loaded machine
+		// its margin (it takes well under a millisecond when idle).
+		if took > time.Second {
 			t.Fatalf("%s took %v to fail", name, took)
 		}
 	}
 }
 
 // TestV11CancelAcrossDaemons: cancelling a request's context cancels the
-// serving handler's context on another daemon within 100 ms.
+// serving handler's context on another daemon promptly.
 func TestV11CancelAcrossDaemons(t *testing.T) {
 	leakcheck.Check(t)
 	ds := startNet(t, 2)
@@ -459,8 +461,10 @@ func TestV11CancelAcrossDaemons(t *testing.T) {
 			t.Fatal("the serving handler's context was not cancelled")
 		}
 		t.Logf("handler context done %v after the caller's cancel, across daemons", lag)
-		if lag > 100*time.Millisecond {
-			t.Fatalf("handler context done %v after the cancel, want < 100ms", lag)
+		// Promptly, not at the 30 s deadline; the bound is a loaded
+		// machine's (the lag is about a millisecond when idle).
+		if lag > time.Second {
+			t.Fatalf("handler context done %v after the cancel, want < 1s", lag)
 		}
 	}
 	waitFor(t, 5*time.Second, "cancel counted", func() bool { return ds[0].Relay().Stats().Cancels == 3 })
