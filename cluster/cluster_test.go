@@ -35,6 +35,10 @@ func newDaemon(t testing.TB, zone string, mod func(*Config)) *testDaemon {
 	oc.Network, oc.Key, oc.ListenAddr, oc.Zone = "cluster-test", testKey, "127.0.0.1:0", zone
 	oc.Delegate = n
 	oc.Gossip = overlay.LocalGossip()
+	// All daemons share this process's CPU: on a loaded machine the
+	// default 600 ms would close live links of starved peers. Silent
+	// links are overlay's and the fault suite's to test.
+	oc.LinkQuietTimeout, oc.LinkProbeTimeout = time.Second, 2*time.Second
 	oc.Logger = cfg.Logger
 	ov, err := overlay.New(oc)
 	if err != nil {

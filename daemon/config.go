@@ -36,6 +36,10 @@ const (
 	// DefaultDrainTimeout bounds how long Shutdown lets local apps finish
 	// the requests they hold.
 	DefaultDrainTimeout = 5 * time.Second
+
+	// DefaultLinkProbeTimeout is the default LinkProbeTimeout, the
+	// overlay's.
+	DefaultLinkProbeTimeout = 600 * time.Millisecond
 	// DefaultLeaveTimeout bounds the graceful leave in Shutdown when its
 	// context has no deadline.
 	DefaultLeaveTimeout = 5 * time.Second
@@ -139,6 +143,17 @@ type Config struct {
 	// loopback use overlay.LocalGossip() for sub-second detection.
 	Gossip overlay.GossipConfig
 
+	// LinkProbeTimeout is how long a probe of a data link may go unanswered
+	// before the link is closed as silent and what is in flight there
+	// fails; after half of it the peer is already avoided for new work
+	// (overlay.Config's LinkProbeTimeout and LinkQuietTimeout). Default
+	// DefaultLinkProbeTimeout: a caller stalls well under a second when a
+	// host goes silent. Raise it where daemons may be starved of CPU for
+	// longer (many daemons in one process, heavily loaded hosts): a
+	// starved live peer's links would otherwise close, failing what they
+	// carry.
+	LinkProbeTimeout time.Duration
+
 	// Logger receives the daemon's log lines and those of its components.
 	// Default zerolog.Nop().
 	Logger zerolog.Logger
@@ -156,6 +171,8 @@ func DefaultConfig() *Config {
 		RelayPort:    DefaultRelayPort,
 		Gossip:       overlay.LANGossip(),
 		Logger:       zerolog.Nop(),
+
+		LinkProbeTimeout: DefaultLinkProbeTimeout,
 	}
 }
 
@@ -173,6 +190,8 @@ func (c *Config) Validate() error {
 		return errors.New("daemon: config: RejoinMax must be at least JoinRetryMin")
 	case c.DrainTimeout < 0:
 		return errors.New("daemon: config: DrainTimeout must not be negative")
+	case c.LinkProbeTimeout <= 0:
+		return errors.New("daemon: config: LinkProbeTimeout must be positive")
 	case c.RelayPort < RelayAnyPort || c.RelayPort > 65535:
 		return fmt.Errorf("daemon: config: relay port %d not in 0..65535 (or RelayAnyPort)", c.RelayPort)
 	}
@@ -226,6 +245,7 @@ func (c *Config) overlayConfig(del overlay.Delegate) *overlay.Config {
 	oc.Logger = c.Logger
 	oc.Delegate = del
 	oc.Gossip = c.Gossip
+	oc.LinkProbeTimeout, oc.LinkQuietTimeout = c.LinkProbeTimeout, c.LinkProbeTimeout/2
 	if c.Relay != nil {
 		// A frame between daemons carries one app message plus headers.
 		need := c.Relay.Limits.MaxMessageLen + 256<<10

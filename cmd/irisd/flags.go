@@ -96,7 +96,7 @@ type rawFlags struct {
 	relay                               int
 	maxMessage, appQueue, maxApps       int
 	memberCapacity                      int
-	drainTimeout                        time.Duration
+	drainTimeout, linkProbe             time.Duration
 	pprof                               bool
 	mem                                 memoryFlags // limits.go
 }
@@ -143,6 +143,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
 	fs.DurationVar(&r.drainTimeout, "drain-timeout", daemon.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long local apps may take to answer the requests they hold, with no new work sent here, before the daemon leaves (`DURATION`, 0 skips the drain; or $IRIS_DRAIN_TIMEOUT)")
+	fs.DurationVar(&r.linkProbe, "link-probe-timeout", daemon.DefaultLinkProbeTimeout, "how long a data link's probe may go unanswered before the link is closed as silent and what it carries fails; the peer is avoided for new work after half of it (`DURATION`; raise it on hosts starved of CPU for longer)")
 	r.mem.add(fs)
 	return fs
 }
@@ -213,6 +214,7 @@ func (r *rawFlags) apply(opts *options, set map[string]bool, getenv func(string)
 	c.StatusAddr = pick(set["status"], r.status, "", r.dev, devStatus)
 	c.Join = splitList(pick(set["join"], r.join, getenv(envJoin), false, ""))
 	c.Pprof = r.pprof // $IRIS_PPROF too, through applyEnv
+	c.LinkProbeTimeout = r.linkProbe
 	if c.Pprof && c.StatusAddr == "" {
 		return errors.New("-pprof needs a status address: pass -status HOST:PORT")
 	}

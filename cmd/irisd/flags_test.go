@@ -128,6 +128,12 @@ func TestParseArgs(t *testing.T) {
 		},
 		{name: "bad drain env", args: []string{"-net", "n", "-key", keyFile}, env: map[string]string{"IRIS_DRAIN_TIMEOUT": "soon"}, errHas: "IRIS_DRAIN_TIMEOUT"},
 		{name: "negative drain", args: []string{"-dev", "-drain-timeout", "-1s"}, errHas: "must not be negative"},
+		{
+			name: "link probe timeout from the environment", args: []string{"-net", "n", "-key", keyFile},
+			env:   map[string]string{"IRIS_LINK_PROBE_TIMEOUT": "2s"},
+			check: func(o *options) any { return want(o.cfg.LinkProbeTimeout == 2*time.Second, o) },
+		},
+		{name: "zero link probe timeout", args: []string{"-dev", "-link-probe-timeout", "0"}, errHas: "LinkProbeTimeout must be positive"},
 		{name: "no network", args: []string{"-key", keyFile}, errHas: "no network name"},
 		{name: "no key", args: []string{"-net", "n"}, errHas: "no network key"},
 		{name: "missing key file", args: []string{"-net", "n", "-key", filepath.Join(dir, "nope")}, errHas: "no such file"},

@@ -42,6 +42,12 @@ func startNetWith(t testing.TB, n int, mod func(*daemon.Config), zones ...string
 		cfg.NodeID = string(rune('a' + i))
 		cfg.Listen, cfg.RelayPort = "127.0.0.1:0", daemon.RelayAnyPort
 		cfg.Gossip = overlay.LocalGossip()
+		// Every daemon shares this process's CPU: on a loaded machine one
+		// busy daemon (a 16 MiB copy under -race) starves its peers for
+		// longer than the default 600 ms, which would close live links.
+		// The silent-host timings are the fault suite's to test, on hosts
+		// of their own (cmd/irisd).
+		cfg.LinkProbeTimeout = 2 * time.Second
 		cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Str("node", cfg.NodeID).Logger()
 		if i < len(zones) {
 			cfg.Zone = zones[i]
