@@ -254,6 +254,7 @@ func TestUDPGarbageLogsLittle(t *testing.T) {
 	processed := func() int { return int(victim.Stats().LogLinesSuppressed) + logs.count() - before }
 	rng := rand.New(rand.NewPCG(3, 4))
 	buf := make([]byte, 1400)
+	start := time.Now()
 	const total, batch = 10000, 100 // a batch fits the kernel's default UDP buffer
 	for i := range total {
 		n := rng.IntN(len(buf)) + 1
@@ -272,8 +273,12 @@ func TestUDPGarbageLogsLittle(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "most datagrams processed", func() bool { return processed() >= total/2 })
 	lines := logs.count() - before
-	t.Logf("%d datagrams: %d log lines, %d suppressed", total, lines, victim.Stats().LogLinesSuppressed)
-	if lines > logBurstWarn+2 {
-		t.Errorf("%d log lines for %d garbage datagrams, want at most %d", lines, total, logBurstWarn+2)
+	// The limit is per window: a burst and a summary line each, and on a
+	// loaded machine the flood may span more than one.
+	windows := int(time.Since(start)/logWindow) + 1
+	limit := windows*(logBurstWarn+1) + 1
+	t.Logf("%d datagrams in %v: %d log lines, %d suppressed", total, time.Since(start).Round(time.Millisecond), lines, victim.Stats().LogLinesSuppressed)
+	if lines > limit {
+		t.Errorf("%d log lines for %d garbage datagrams over %d log windows, want at most %d", lines, total, windows, limit)
 	}
 }

@@ -175,13 +175,17 @@ func LANGossip() GossipConfig {
 	}
 }
 
-// LocalGossip returns fast settings for loopback tests: failures are
-// detected within about a second.
+// LocalGossip returns fast settings for loopback tests: news spreads in
+// tens of milliseconds and a dead daemon is declared so within about 2-5 s.
+// The probe timeout and suspicion leave room for a machine so loaded that
+// a live daemon answers a probe only after a few hundred milliseconds (as
+// when many daemons share one process and a busy CPU): tighter settings
+// have such daemons suspect, and then declare dead, each other.
 func LocalGossip() GossipConfig {
 	return GossipConfig{
-		ProbeInterval:    200 * time.Millisecond,
-		ProbeTimeout:     100 * time.Millisecond,
-		SuspicionMult:    3,
+		ProbeInterval:    250 * time.Millisecond,
+		ProbeTimeout:     200 * time.Millisecond,
+		SuspicionMult:    6,
 		GossipInterval:   50 * time.Millisecond,
 		PushPullInterval: 5 * time.Second,
 	}

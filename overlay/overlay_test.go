@@ -104,6 +104,10 @@ func newTestNode(t *testing.T, network string, key crypto.Key, mod func(*Config)
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.Delegate = rec
 	cfg.Gossip = LocalGossip()
+	// Every node shares this process's CPU: on a loaded machine the
+	// default 600 ms would close live links of starved peers, losing the
+	// frames on them. The watchdog's own tests set their timings.
+	cfg.LinkQuietTimeout, cfg.LinkProbeTimeout = time.Second, 2*time.Second
 	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	if mod != nil {
 		mod(cfg)

@@ -136,7 +136,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.BoolVar(&r.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on the -status address (or $IRIS_PPROF=1)")
 	fs.StringVar(&r.zone, "zone", "", "locality `LABEL` (rack, zone) for locality-aware balancing")
 	fs.StringVar(&r.node, "node", "", "node `ID`, unique in the network (default: host name plus a random suffix)")
-	fs.StringVar(&r.gossip, "gossip", "lan", "failure-detection timers: `lan` (a silent daemon is declared dead after about 5-25 s) or local (about 1-4 s; loopback tests)")
+	fs.StringVar(&r.gossip, "gossip", "lan", "failure-detection timers: `lan` (a silent daemon is declared dead after about 5-25 s) or local (about 2-5 s; loopback tests)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.IntVar(&r.maxMessage, "max-message", 0, "largest app message in `BYTES` (a larger one closes that app's connection; default 16 MiB)")
 	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")

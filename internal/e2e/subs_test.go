@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/iris-mesh/iris/api"
+	"github.com/iris-mesh/iris/daemon"
 	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/relay"
 	"github.com/iris-mesh/iris/sdk"
 )
 
@@ -166,14 +168,19 @@ func (r *rawSubscriber) drain(want uint64, deadline time.Time) (events, lost, ga
 // subscriber that keeps up loses nothing. The publisher is paced by the
 // fast subscriber (at most 256 events ahead of it), so the daemon's link
 // and queues are never the limit for that one. Its throughput with and
-// without the stalled subscribers is logged.
+// without the stalled subscribers is logged. The stall lasts until the
+// daemon has dropped events (a loaded machine publishes slowly), and a
+// subscriber's queue holds 1 MiB, so that a slow flood meets it too.
 func TestStalledSubscriberToldExactLoss(t *testing.T) {
 	leakcheck.Check(t)
 	stall := 10 * time.Second
 	if testing.Short() {
 		stall = time.Second
 	}
-	d := startNet(t, 1)[0]
+	d := startNetWith(t, 1, func(c *daemon.Config) {
+		c.Relay = relay.DefaultConfig()
+		c.Relay.SendQueueBytes = 1 << 20
+	})[0]
 	ctx := context.Background()
 	pub, fast := connect(t, d), connect(t, d)
 	var fastGot atomic.Uint64
@@ -184,11 +191,13 @@ func TestStalledSubscriberToldExactLoss(t *testing.T) {
 	}
 	event := make([]byte, 1024)
 	var sent uint64
-	// flood publishes for d, never more than 256 events ahead of the fast
-	// subscriber, and returns the fast subscriber's rate.
-	flood := func(d time.Duration) float64 {
+	// flood publishes for dur (and, if untilDrops, until the daemon dropped
+	// events), never more than 256 events ahead of the fast subscriber,
+	// and returns the fast subscriber's rate.
+	flood := func(dur time.Duration, untilDrops bool) float64 {
 		start, from := time.Now(), fastGot.Load()
-		for time.Since(start) < d {
+		for time.Since(start) < dur ||
+			untilDrops && d.Relay().Stats().DroppedEvents == 0 && time.Since(start) < 120*time.Second {
 			window <- struct{}{}
 			if err := pub.Publish(ctx, "flood.x", event); err != nil {
 				t.Fatal(err)
@@ -198,7 +207,7 @@ func TestStalledSubscriberToldExactLoss(t *testing.T) {
 		waitFor(t, 30*time.Second, "the fast subscriber", func() bool { return fastGot.Load() == sent })
 		return float64(fastGot.Load()-from) / time.Since(start).Seconds()
 	}
-	alone := flood(stall / 4)
+	alone := flood(stall/4, false)
 
 	// The stalled subscribers: a bare socket that stops reading, and an
 	// SDK app whose handler blocks (its SDK queue is 1 MiB).
@@ -219,7 +228,7 @@ func TestStalledSubscriberToldExactLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := sent // events the stalled ones never subscribed to
-	withStalled := flood(stall)
+	withStalled := flood(stall, true)
 	close(release)
 
 	want := sent - base
