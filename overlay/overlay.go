@@ -53,14 +53,18 @@ type Overlay struct {
 	conflict   idConflict     // node id conflicts (conflict.go)
 	wg         sync.WaitGroup // every goroutine but the transport's
 
-	metaMu sync.Mutex // protects following
-	meta   nodeMeta
-	metaCh chan struct{} // wakes the meta updater; cap 1
+	metaMu  sync.Mutex // protects following
+	meta    nodeMeta
+	metaCh  chan struct{} // wakes the meta updater; cap 1
+	watchCh chan struct{} // wakes the link watchdog (a link or a held verdict to watch); cap 1
 
 	mu      sync.RWMutex // protects following
 	closed  bool
 	peers   map[string]*peer
 	members map[string]*member // every node ever seen, self excluded, bounded
+	heldN   int                // members with a held dead verdict (heldDead set)
+
+	memberGen atomic.Uint64 // bumped on every change of a member's state (MemberGen)
 }
 
 // member is the status view of one node. Peer.State is what upper layers
@@ -102,6 +106,7 @@ func New(cfg *Config) (*Overlay, error) {
 		log:        c.Logger.With().Str("component", "overlay").Logger(),
 		shutdownCh: make(chan struct{}),
 		metaCh:     make(chan struct{}, 1),
+		watchCh:    make(chan struct{}, 1),
 		peers:      make(map[string]*peer),
 		members:    make(map[string]*member),
 		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
@@ -156,6 +161,11 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.GossipInterval, c.PushPullInterval = g.GossipInterval, g.PushPullInterval
 	c.DeadNodeReclaimTime = g.DeadNodeReclaimTime
 	c.TCPTimeout = o.cfg.DialTimeout
+	// memberlist's LZW compression allocates a fresh 16K-entry table per
+	// message: at idle it was the largest CPU cost of a daemon (issue 11),
+	// for packets that are a few hundred bytes. Receivers still accept
+	// compressed messages from older daemons.
+	c.EnableCompression = false
 	bound := o.tr.tcp.Addr().(*net.TCPAddr)
 	c.BindAddr, c.BindPort = bound.IP.String(), bound.Port
 	c.AdvertiseAddr, c.AdvertisePort = "", 0 // the transport decides
@@ -394,6 +404,7 @@ func (o *Overlay) linkClosed(l *link) {
 func (o *Overlay) linkUp(p *peer) {
 	p.quiet.Store(false)
 	p.down.Store(false)
+	o.wakeWatchdog()
 	o.refresh(p.id)
 }
 
@@ -413,6 +424,7 @@ func (o *Overlay) refresh(id string) {
 	changed := st != m.State
 	if changed {
 		m.State, m.since = st, time.Now()
+		o.memberGen.Add(1)
 	}
 	p := m.Peer
 	o.mu.Unlock()
@@ -438,7 +450,8 @@ func (o *Overlay) watchLinks() {
 	iv := o.cfg.KeepaliveInterval
 	probeAfter, quietAfter := int64(iv/2), int64(o.cfg.KeepaliveTimeout/2)
 	probeQuiet, probeClose := int64(o.cfg.LinkQuietTimeout), int64(o.cfg.LinkProbeTimeout)
-	tick := time.NewTicker(max(min(iv, o.cfg.LinkQuietTimeout)/10, 5*time.Millisecond))
+	period := max(min(iv, o.cfg.LinkQuietTimeout)/10, 5*time.Millisecond)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	var peers []*peer
 	for {
@@ -451,9 +464,25 @@ func (o *Overlay) watchLinks() {
 		peers = peers[:0]
 		o.mu.RLock()
 		for _, p := range o.peers {
-			peers = append(peers, p)
+			if p.hasLink.Load() {
+				peers = append(peers, p)
+			}
 		}
+		held := o.heldN
 		o.mu.RUnlock()
+		if len(peers) == 0 && held == 0 {
+			// Nothing to watch: sleep until a link comes up or a dead
+			// verdict is held (wakeWatchdog), so that an idle daemon
+			// costs no timer wake-ups (issue 11).
+			tick.Stop()
+			select {
+			case <-o.watchCh:
+			case <-o.shutdownCh:
+				return
+			}
+			tick.Reset(period)
+			continue
+		}
 		for _, p := range peers {
 			p.mu.Lock()
 			l := p.link
@@ -499,6 +528,10 @@ func (o *Overlay) deadGrace() time.Duration { return o.cfg.KeepaliveTimeout }
 func (o *Overlay) applyHeldDead() {
 	var apply []*memberlist.Node
 	o.mu.Lock()
+	if o.heldN == 0 {
+		o.mu.Unlock()
+		return
+	}
 	for id, m := range o.members {
 		if m.heldDead == nil {
 			continue
@@ -508,6 +541,7 @@ func (o *Overlay) applyHeldDead() {
 		if !live || time.Since(m.heldSince) > o.deadGrace() {
 			apply = append(apply, m.heldDead)
 			m.heldDead = nil
+			o.heldN--
 		}
 	}
 	o.mu.Unlock()
@@ -535,10 +569,21 @@ func (o *Overlay) holdDead(n *memberlist.Node) bool {
 	}
 	if m.heldDead == nil {
 		m.heldSince = time.Now()
+		o.heldN++
 	}
 	nc := *n
 	m.heldDead = &nc
+	o.wakeWatchdog()
 	return true
+}
+
+// wakeWatchdog wakes the link watchdog if it sleeps for want of anything
+// to watch.
+func (o *Overlay) wakeWatchdog() {
+	select {
+	case o.watchCh <- struct{}{}:
+	default:
+	}
 }
 
 // remove forgets the peer: its link closes and its queue is dropped.
@@ -567,6 +612,11 @@ func (o *Overlay) Peers() []Peer {
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
+
+// MemberGen returns a number that changes whenever the state of any other
+// node as Peers reports it may have changed: a caller that derived
+// something from Peers need not look again while it stays the same.
+func (o *Overlay) MemberGen() uint64 { return o.memberGen.Load() }
 
 // AliveCount returns how many other nodes are alive as upper layers see
 // them (Peers without the copy).
@@ -652,8 +702,12 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 		gone = pe
 		delete(o.peers, p.ID)
 	}
+	if old := o.members[p.ID]; old != nil && old.heldDead != nil {
+		o.heldN-- // the new verdict replaces the held one
+	}
 	o.members[p.ID] = &member{Peer: p, since: time.Now(), ml: st}
 	o.forgetOldestGoneLocked()
+	o.memberGen.Add(1)
 	o.mu.Unlock()
 	if gone != nil {
 		gone.remove()
@@ -673,6 +727,9 @@ func (o *Overlay) forgetOldestGoneLocked() {
 		}
 	}
 	if oldest != nil {
+		if oldest.heldDead != nil {
+			o.heldN--
+		}
 		delete(o.members, oldest.ID)
 	}
 }

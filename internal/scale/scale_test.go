@@ -162,7 +162,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 	for allAlive() != n {
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
-			t.Logf("N=%d: %d daemons see every other alive after %v", n, allAlive(), time.Since(start).Round(time.Millisecond))
+			t.Logf("N=%d: %d daemons see every other alive after %v%s", n, allAlive(), time.Since(start).Round(time.Millisecond), missing(ds, 3))
 		}
 		if time.Since(start) > b.converge {
 			r.Converge = -1
@@ -227,6 +227,9 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		<-tick.C
 		if allAlive() != n {
 			r.Flaps++
+			if r.Flaps <= 3 {
+				t.Logf("N=%d: flap after %v of the idle window:%s", n, time.Since(t0).Round(time.Millisecond), missing(ds, 3))
+			}
 		}
 	}
 	tick.Stop()
@@ -358,6 +361,37 @@ func propagation(t *testing.T, ds []*daemon.Daemon, src int, timeout time.Durati
 	out := slices.DeleteFunc(lat, func(d time.Duration) bool { return d < 0 })
 	slices.Sort(out)
 	return out
+}
+
+// missing describes, for up to max daemons that do not see every other
+// alive, which peers they miss and in what state they hold them.
+func missing(ds []*daemon.Daemon, max int) string {
+	var b strings.Builder
+	for _, d := range ds {
+		if max == 0 {
+			break
+		}
+		if d.Overlay().AliveCount() == len(ds)-1 {
+			continue
+		}
+		max--
+		known := map[string]overlay.State{}
+		for _, p := range d.Overlay().Peers() {
+			known[p.ID] = p.State
+		}
+		fmt.Fprintf(&b, "\n\t%s misses:", d.Overlay().ID())
+		for _, o := range ds {
+			id := o.Overlay().ID()
+			if st, ok := known[id]; id != d.Overlay().ID() && (!ok || st != overlay.StateAlive) {
+				if ok {
+					fmt.Fprintf(&b, " %s (%v)", id, st)
+				} else {
+					fmt.Fprintf(&b, " %s (unknown)", id)
+				}
+			}
+		}
+	}
+	return b.String()
 }
 
 func pct(s []time.Duration, p int) time.Duration {
