@@ -135,11 +135,8 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		cfg := daemon.DefaultConfig()
 		cfg.Network, cfg.Key, cfg.NodeID = "scale", key, fmt.Sprintf("d%03d", i)
 		cfg.Listen, cfg.StatusAddr, cfg.RelayPort = "127.0.0.1:0", "", 0
-		cfg.JoinRetryMin = 50 * time.Millisecond
-		cfg.Gossip = overlay.LocalGossip()
-		if os.Getenv("IRIS_SCALE_GOSSIP") == "lan" {
-			cfg.Gossip = overlay.LANGossip()
-		}
+		cfg.JoinRetryMin, cfg.JoinRetryMax = 50*time.Millisecond, time.Second
+		cfg.Gossip = gossipFor(n)
 		if i > 0 {
 			cfg.Join = []string{ds[0].Addr()}
 		}
@@ -361,6 +358,35 @@ func propagation(t *testing.T, ds []*daemon.Daemon, src int, timeout time.Durati
 	out := slices.DeleteFunc(lat, func(d time.Duration) bool { return d < 0 })
 	slices.Sort(out)
 	return out
+}
+
+// gossipFor is the gossip profile of a run of n daemons in one process
+// (IRIS_SCALE_GOSSIP: "local", "lan", or by default "scaled").
+//
+// The scaled profile is the local one for up to 32 daemons; above, all n
+// daemons share the process's two cores, so each gets about 2/n of a core
+// and is scheduled that much later: probes get memberlist's LAN timeouts
+// (1 s interval, 500 ms timeout, suspicion multiplier 4), so that a daemon
+// starved for a moment is not declared dead, and the gossip interval grows
+// with n (50 ms per 32 daemons, at most 200 ms, the LAN value), so that
+// the process's packet rate stays about the same. Push/pull stays at the
+// local 5 s; memberlist itself scales it with log n. Failure detection is
+// memberlist's throughout: only its timing is chosen for the process.
+func gossipFor(n int) overlay.GossipConfig {
+	switch os.Getenv("IRIS_SCALE_GOSSIP") {
+	case "local":
+		return overlay.LocalGossip()
+	case "lan":
+		return overlay.LANGossip()
+	}
+	g := overlay.LocalGossip()
+	if n <= 32 {
+		return g
+	}
+	lan := overlay.LANGossip()
+	g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
+	g.GossipInterval = min(time.Duration(n/32)*50*time.Millisecond, lan.GossipInterval)
+	return g
 }
 
 // missing describes, for up to max daemons that do not see every other
