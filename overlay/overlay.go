@@ -160,6 +160,9 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult
 	c.GossipInterval, c.PushPullInterval = g.GossipInterval, g.PushPullInterval
 	c.DeadNodeReclaimTime = g.DeadNodeReclaimTime
+	if g.RetransmitMult > 0 {
+		c.RetransmitMult = g.RetransmitMult
+	}
 	c.TCPTimeout = o.cfg.DialTimeout
 	// memberlist's LZW compression allocates a fresh 16K-entry table per
 	// message: at idle it was the largest CPU cost of a daemon (issue 11),

@@ -244,7 +244,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 	}
 	r.HeapPerDaemon = float64(heapNow()-heap0) / float64(n)
 	r.HeapPerPeer = r.HeapPerDaemon / float64(n-1)
-	r.RSSPerDaemon = float64(rss()-rss0) / float64(n)
+	r.RSSPerDaemon = (float64(rss()) - float64(rss0)) / float64(n)
 	r.GoroutinesPerDaemon = float64(runtime.NumGoroutine()-g0) / float64(n)
 	r.FDsPerDaemon = float64(fds()-fd0) / float64(n)
 
@@ -369,7 +369,10 @@ func propagation(t *testing.T, ds []*daemon.Daemon, src int, timeout time.Durati
 // (1 s interval, 500 ms timeout, suspicion multiplier 4), so that a daemon
 // starved for a moment is not declared dead, and the gossip interval grows
 // with n (50 ms per 32 daemons, at most 200 ms, the LAN value), so that
-// the process's packet rate stays about the same. Push/pull stays at the
+// the process's packet rate stays about the same, and each change is
+// passed on twice as often as by default (RetransmitMult 8), so that a
+// join storm leaves no daemon unaware of another until the next push/pull
+// (with the default, one or two of the 64×64 pairs were). Push/pull stays at the
 // local 5 s; memberlist itself scales it with log n. Failure detection is
 // memberlist's throughout: only its timing is chosen for the process.
 func gossipFor(n int) overlay.GossipConfig {
@@ -386,6 +389,7 @@ func gossipFor(n int) overlay.GossipConfig {
 	lan := overlay.LANGossip()
 	g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
 	g.GossipInterval = min(time.Duration(n/32)*50*time.Millisecond, lan.GossipInterval)
+	g.RetransmitMult = 8
 	return g
 }
 
