@@ -658,18 +658,75 @@ func (o *Overlay) SetAppVersion(v uint64) {
 	}
 }
 
+// SetAppInstance sets the upper-layer state instance gossiped beside its
+// version (see Peer.AppInstance). Call it once, before SetAppVersion.
+func (o *Overlay) SetAppInstance(i uint64) {
+	o.metaMu.Lock()
+	o.meta.AppInst = i
+	o.metaMu.Unlock()
+	select {
+	case o.metaCh <- struct{}{}:
+	default:
+	}
+}
+
+// appMetaInterval is the least time between two metadata updates that only
+// change the upper-layer version: each update is gossiped to every node,
+// and the version is only the anti-entropy behind the upper layer's own
+// pushes, so a thousand changes a second need not be a thousand gossiped
+// updates (issue 11). Other changes (leaving) go out at once.
+const appMetaInterval = 250 * time.Millisecond
+
+// paceMeta waits d, or less if a change other than the version comes
+// meanwhile; false when the overlay shuts down.
+func (o *Overlay) paceMeta(d time.Duration, sent nodeMeta) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-o.metaCh:
+			o.metaMu.Lock()
+			m := o.meta
+			o.metaMu.Unlock()
+			if m.Leaving != sent.Leaving || m.Zone != sent.Zone || m.AppInst != sent.AppInst {
+				return true
+			}
+		case <-o.shutdownCh:
+			return false
+		}
+	}
+}
+
 // metaLoop pushes metadata changes into gossip, coalescing bursts.
 func (o *Overlay) metaLoop() {
+	var last time.Time
+	var sent nodeMeta
 	for {
 		select {
 		case <-o.metaCh:
-			// The update is queued for gossip before UpdateNode waits for
-			// it to go out; waiting (up to the timeout, since memberlist's
-			// Shutdown does not interrupt it) would only delay Close.
-			_ = o.ml.UpdateNode(time.Nanosecond)
 		case <-o.shutdownCh:
 			return
 		}
+		o.metaMu.Lock()
+		m := o.meta
+		o.metaMu.Unlock()
+		if m.Leaving == sent.Leaving && m.Zone == sent.Zone && m.AppInst == sent.AppInst {
+			if wait := appMetaInterval - time.Since(last); wait > 0 {
+				if !o.paceMeta(wait, sent) {
+					return
+				}
+			}
+		}
+		o.metaMu.Lock()
+		sent = o.meta
+		o.metaMu.Unlock()
+		last = time.Now()
+		// The update is queued for gossip before UpdateNode waits for
+		// it to go out; waiting (up to the timeout, since memberlist's
+		// Shutdown does not interrupt it) would only delay Close.
+		_ = o.ml.UpdateNode(time.Nanosecond)
 	}
 }
 
@@ -681,7 +738,7 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 	if err := meta.decode(n.Meta); err != nil {
 		o.log.Warn().Str("peer", n.Name).Err(err).Msg("bad node metadata")
 	}
-	p := Peer{ID: n.Name, Addr: n.Address(), Zone: meta.Zone, State: st, AppVersion: meta.App}
+	p := Peer{ID: n.Name, Addr: n.Address(), Zone: meta.Zone, State: st, AppVersion: meta.App, AppInstance: meta.AppInst}
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()

@@ -214,6 +214,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 
 	// Idle window: settle, then measure CPU, bytes and flaps.
 	settle(ds)
+	gossipDrained(ds)
 	idle := 5 * time.Second
 	if n >= 64 {
 		idle = 10 * time.Second
@@ -333,6 +334,28 @@ func settle(ds []*daemon.Daemon) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // frames on the wire
+}
+
+// gossipDrained waits (at most 30 s) until the gossip the start left
+// behind has been passed on: memberlist retransmits each join
+// RetransmitMult×log(N) times from every daemon that learnt of it, which at
+// 256 daemons takes several seconds after all see each other. Drained is
+// when a second's gossip bytes no longer fall by more than a fifth from the
+// second before; the idle window measures the network at rest after that.
+func gossipDrained(ds []*daemon.Daemon) {
+	deadline := time.Now().Add(30 * time.Second)
+	prev := ^uint64(0)
+	last := sums(ds).GossipBytesOut
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		cur := sums(ds).GossipBytesOut
+		rate := cur - last
+		last = cur
+		if rate*5 > prev*4 {
+			return
+		}
+		prev = rate
+	}
 }
 
 // propagation records, for every daemon but src, how long after now cond
