@@ -270,6 +270,7 @@ func (n *Node) HandleLinkDown(id string) {
 	ov := n.ov
 	n.mu.Unlock()
 	if mine != nil {
+		r.wholeNext.Store(true)
 		_ = ov.Send(id, overlay.Control, []byte{byte(fTable)}, mine)
 		_ = ov.Send(id, overlay.Control, []byte{byte(fTableReq)}, nil)
 	}

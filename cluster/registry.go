@@ -126,6 +126,10 @@ type remoteNode struct {
 	inflight  atomic.Int64
 	unhealthy atomic.Int64 // unix nanos until which the balancer avoids it
 	deltas    atomic.Bool  // it applies table deltas (said so in an fTableAck)
+	// wholeNext: it was sent this daemon's whole table outside the
+	// pusher's rounds (a pull, a resync), at a version the next delta may
+	// not start from: the pusher's next round sends it the whole table.
+	wholeNext atomic.Bool
 }
 
 func (r *remoteNode) version() uint64 {
@@ -297,6 +301,7 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	ov := n.ov
 	n.mu.Unlock()
 	if mine != nil {
+		r.wholeNext.Store(true)
 		_ = ov.Send(p.ID, overlay.Control, []byte{byte(fTable)}, mine)
 	}
 	if ask {

@@ -119,15 +119,20 @@ func (n *Node) tableLoop() {
 		}
 		ov := n.ov
 		n.mu.RUnlock()
+		changed := pushed == nil || pushed.Version < t.Version
 		var db []byte // the delta, when there is one to send
-		if pushed != nil && pushed.Version < t.Version {
+		if pushed != nil && changed {
 			db, _ = diffTables(pushed, t).encode()
 		}
 		pushed = t
 		var b []byte // the whole table, encoded for the first peer that needs it
 		sent := 0
 		for _, r := range peers {
-			if db != nil && r.deltas.Load() {
+			whole := r.wholeNext.Swap(false)
+			if !changed && !whole {
+				continue // woken by a pull: only those who asked need the table
+			}
+			if db != nil && r.deltas.Load() && !whole {
 				if err := ov.Send(r.id, overlay.Control, []byte{byte(fTableDelta)}, db); err != nil {
 					n.tableFailed(r.id, err, len(db))
 				}
@@ -163,13 +168,19 @@ func (n *Node) tableLoop() {
 }
 
 // sendTable answers a table request. A large table is left to the paced
-// pusher, which sends the current one to every peer soon, so that pulls
-// cannot get around its pacing.
+// pusher, which sends the current one to the peers that asked soon, so
+// that pulls cannot get around its pacing. Either way the pusher's next
+// round sends this peer the whole table rather than a delta: the one sent
+// here may be of a version the next delta does not start from.
 func (n *Node) sendTable(to string) {
 	n.mu.RLock()
 	t := n.localTableLocked()
 	ov := n.ov
+	r := n.remotes[to]
 	n.mu.RUnlock()
+	if r != nil {
+		r.wholeNext.Store(true)
+	}
 	b, err := t.encode()
 	if err != nil {
 		n.tableFailed(to, err, 0)
