@@ -138,6 +138,14 @@ type Config struct {
 	// LinkQuietTimeout.
 	LinkProbeTimeout time.Duration
 
+	// LinkIdleTimeout is how long a data link may carry no upper-layer
+	// frame either way before this end offers to close it (a goodbye
+	// frame; the far end agrees unless it has frames to send). A link
+	// closed so is no failure: the peer stays alive, nothing in flight is
+	// faulted, and the next frame for the peer dials a new link. Default
+	// 1 minute; 0 or negative keeps idle links open.
+	LinkIdleTimeout time.Duration
+
 	// Gossip tunes failure detection. Default LANGossip().
 	Gossip GossipConfig
 }
@@ -213,6 +221,7 @@ func DefaultConfig() *Config {
 		KeepaliveTimeout:          3 * time.Second,
 		LinkQuietTimeout:          300 * time.Millisecond,
 		LinkProbeTimeout:          600 * time.Millisecond,
+		LinkIdleTimeout:           time.Minute,
 		Gossip:                    LANGossip(),
 	}
 }

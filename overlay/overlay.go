@@ -382,6 +382,17 @@ func (o *Overlay) linkClosed(l *link) {
 	}
 	removed := p.removed
 	p.mu.Unlock()
+	if l.idleClose() {
+		// Closed by agreement (goodbye): no failure. The peer stays as it
+		// was, nothing in flight is faulted; frames queued meanwhile go
+		// over a new link.
+		o.stats.linkIdleCloses.Add(1)
+		o.log.Debug().Str("peer", p.id).Msg("idle data link closed by agreement")
+		if current && !removed && p.queued() {
+			p.ensureDial()
+		}
+		return
+	}
 	if current && !removed {
 		if n := p.drop(); n > 0 {
 			o.stats.framesDropped.Add(uint64(n))
@@ -499,6 +510,7 @@ func (o *Overlay) watchLinks() {
 			if pa != 0 && pa > recv {
 				unanswered = now - pa
 			}
+			l.checkIdle(now)
 			if unanswered > probeClose {
 				silence := time.Duration(now - recv).Round(time.Millisecond)
 				l.silent.Store(true)
@@ -799,6 +811,7 @@ type Stats struct {
 	FramesOut, FramesIn, FramesDropped, FramesSkipped uint64
 	BytesOut, BytesIn                                 uint64
 	LinkDowns                                         uint64
+	LinkIdleCloses                                    uint64 // links closed by agreement after LinkIdleTimeout (not counted in LinkDowns)
 	HeartbeatsIn                                      uint64 // heartbeat frames from idle peers
 	HandshakesRefused, ConnsRefusedBusy               uint64
 	// Pending inbound connections evicted for newer ones, and those that
@@ -815,6 +828,7 @@ type Stats struct {
 type counters struct {
 	framesOut, framesIn, framesDropped, framesSkipped atomic.Uint64
 	bytesOut, bytesIn, linkDowns                      atomic.Uint64
+	linkIdleCloses                                    atomic.Uint64
 	heartbeatsIn                                      atomic.Uint64
 }
 
@@ -825,6 +839,7 @@ func (o *Overlay) Stats() Stats {
 		FramesDropped: o.stats.framesDropped.Load(), FramesSkipped: o.stats.framesSkipped.Load(),
 		BytesOut: o.stats.bytesOut.Load(), BytesIn: o.stats.bytesIn.Load(),
 		LinkDowns:         o.stats.linkDowns.Load(),
+		LinkIdleCloses:    o.stats.linkIdleCloses.Load(),
 		HeartbeatsIn:      o.stats.heartbeatsIn.Load(),
 		HandshakesRefused: o.tr.refusedAuth.Load(), ConnsRefusedBusy: o.tr.refusedFull.Load(),
 		HandshakesEvicted: o.tr.adm.evicted.Load(),
