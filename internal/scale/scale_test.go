@@ -413,6 +413,9 @@ func gossipFor(n int) overlay.GossipConfig {
 	g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
 	g.GossipInterval = min(time.Duration(n/32)*50*time.Millisecond, lan.GossipInterval)
 	g.RetransmitMult = 8
+	if v, err := strconv.Atoi(os.Getenv("IRIS_SCALE_RETRANSMIT")); err == nil {
+		g.RetransmitMult = v // 0: memberlist's default
+	}
 	return g
 }
 
