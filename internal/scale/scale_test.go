@@ -135,7 +135,12 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		cfg := daemon.DefaultConfig()
 		cfg.Network, cfg.Key, cfg.NodeID = "scale", key, fmt.Sprintf("d%03d", i)
 		cfg.Listen, cfg.StatusAddr, cfg.RelayPort = "127.0.0.1:0", "", 0
-		cfg.JoinRetryMin, cfg.JoinRetryMax = 50*time.Millisecond, time.Second
+		// Retry a failed join within a second (the default waits up to
+		// 30 s); the first attempt is at once. JoinRetryMin is also the
+		// first pause between rejoins of daemons a daemon holds dead: at
+		// 50 ms, false dead verdicts at 256 daemons set off a storm of
+		// full-state push/pulls.
+		cfg.JoinRetryMin, cfg.JoinRetryMax = time.Second, time.Second
 		cfg.Gossip = gossipFor(n)
 		if i > 0 {
 			cfg.Join = []string{ds[0].Addr()}
