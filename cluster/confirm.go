@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/binary"
 	"slices"
 	"sync"
 	"time"
@@ -201,8 +200,7 @@ func (n *Node) ackTable(from string) {
 	if v == 0 {
 		return
 	}
-	head := binary.AppendUvarint([]byte{byte(fTableAck)}, v)
-	_ = ov.Send(from, overlay.Control, head, nil)
+	_ = ov.Send(from, overlay.Control, appendAck(v), nil)
 }
 
 // handleTableAck: the sender holds our table at least at the version.
@@ -210,6 +208,11 @@ func (n *Node) handleTableAck(from string, rd *reader) error {
 	v := rd.uvarint()
 	if rd.err != nil {
 		return rd.err
+	}
+	if rest := rd.rest(); len(rest) > 0 && rest[0]&deltaCapable != 0 {
+		if r := n.remote(from); r != nil {
+			r.deltas.Store(true)
+		}
 	}
 	n.confirmed(from, v, false)
 	return nil

@@ -201,6 +201,8 @@ func (n *Node) handleExtFrame(from string, t frameType, rd *reader) error {
 		return n.handleRemoteCancel(from, rd)
 	case fTableAck:
 		return n.handleTableAck(from, rd)
+	case fTableDelta:
+		return n.handleTableDelta(from, rd.rest())
 	}
 	return nil
 }

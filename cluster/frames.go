@@ -31,7 +31,8 @@ const (
 	fPush         frameType = 0x23 // push id, cluster, message
 	fPushAck      frameType = 0x24 // push id, status (pushAccepted, pushBusy)
 	fCancel       frameType = 0x25 // request id at the origin, cluster
-	fTableAck     frameType = 0x26 // the sender holds this daemon's table at least at this version
+	fTableAck     frameType = 0x26 // the sender holds this daemon's table at least at this version[, deltaCapable]
+	fTableDelta   frameType = 0x27 // msgpack tableDelta: the sender's table from one version to the next
 )
 
 // replyStatus is the status byte of a reply frame. ONLY APPEND.

@@ -17,6 +17,7 @@ func (loopOverlay) SendIfUp(string, overlay.Priority, []byte, []byte) error {
 	return nil
 }
 func (loopOverlay) SetAppVersion(uint64)  {}
+func (loopOverlay) SetAppInstance(uint64) {}
 func (loopOverlay) Peers() []overlay.Peer { return nil }
 
 type nopMember struct{}
@@ -48,6 +49,9 @@ func FuzzHandleFrame(f *testing.F) {
 	f.Add([]byte{byte(fTableAck), 3})
 	ptbl, _ := (&table{Version: 4, Patterns: map[string]uint32{"news.*": 1, "a.>": 2}}).encode()
 	f.Add(append([]byte{byte(fTable)}, ptbl...))
+	dl, _ := (&tableDelta{From: 1, To: 2, Topics: map[string]uint32{"t": 0, "u": 1}}).encode()
+	f.Add(append([]byte{byte(fTableDelta)}, dl...))
+	f.Add([]byte{byte(fTableAck), 3, deltaCapable})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		n, err := New(nil)
 		if err != nil {
@@ -96,6 +100,41 @@ func FuzzDecodeTable(f *testing.F) {
 			}
 			if s.n != 0 || !s.root.empty() {
 				t.Fatal("trie not empty")
+			}
+		}
+	})
+}
+
+// FuzzDecodeDelta decodes arbitrary table deltas: errors are fine, panics
+// are not, and what is accepted names only valid clusters, topics and
+// patterns and moves the version forward.
+func FuzzDecodeDelta(f *testing.F) {
+	d, _ := (&tableDelta{Instance: 5, From: 1, To: 2, Clusters: map[string]tableEntry{"a": {Members: 1, Capacity: 1, Names: []string{"w"}}}, Gone: []string{"b"}, Topics: map[string]uint32{"t": 0, "u": 2}, Patterns: map[string]uint32{"news.*": 1}}).encode()
+	f.Add(d)
+	g, _ := (&tableDelta{Instance: 5, From: 3, To: 2}).encode()
+	f.Add(g)
+	f.Add([]byte{0x83, 0xa1, 'f', 0x01, 0xa1, 'v', 0x02, 0xa1, 'g', 0x91, 0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := decodeDelta(b)
+		if err != nil {
+			return
+		}
+		if d.To <= d.From {
+			t.Fatal("accepted a delta that does not move forward")
+		}
+		for name := range d.Clusters {
+			if validName(name) != nil {
+				t.Fatal("accepted a bad cluster name")
+			}
+		}
+		for _, name := range d.Gone {
+			if validName(name) != nil {
+				t.Fatal("accepted a bad cluster name")
+			}
+		}
+		for p := range d.Patterns {
+			if validSubject(p) != nil || !isPattern(p) {
+				t.Fatalf("accepted a bad pattern %q", p)
 			}
 		}
 	})

@@ -156,6 +156,8 @@ func (o *nullOverlay) SetAppVersion(v uint64) {
 	}
 }
 
+func (o *nullOverlay) SetAppInstance(uint64) {}
+
 func (o *nullOverlay) Peers() []overlay.Peer { return nil }
 
 // TestResyncOnReappearance: when a daemon appears, comes back from dead,

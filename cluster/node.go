@@ -32,6 +32,8 @@ type Overlay interface {
 	// peer is down: for events, which are worthless late.
 	SendIfUp(id string, prio overlay.Priority, head, body []byte) error
 	SetAppVersion(v uint64)
+	// SetAppInstance gossips the instance beside the version.
+	SetAppInstance(i uint64)
 	Peers() []overlay.Peer
 }
 
@@ -89,6 +91,7 @@ type counters struct {
 	tableLogAt                             atomic.Int64  // unix nanos of the last table failure logged
 	unconfirmed                            atomic.Uint64 // Confirm calls that timed out
 	eventsDropped                          atomic.Uint64 // event copies to other daemons dropped (link queue full)
+	deltaGaps                              atomic.Uint64 // table deltas that did not follow the version held
 }
 
 // New returns a Node. It serves nothing until Start.
@@ -130,6 +133,7 @@ func (n *Node) Start(ov Overlay) error {
 		return errors.New("cluster: already started")
 	}
 	n.ov, n.id, n.started = ov, ov.ID(), true
+	ov.SetAppInstance(n.instance)
 	n.wg.Go(n.tableLoop)
 	// The table stays at version 0 until its first change: peers neither
 	// push to nor pull from a daemon with nothing to tell (see peerAlive).
@@ -266,6 +270,7 @@ func (n *Node) HandleLinkDown(id string) {
 	ov := n.ov
 	n.mu.Unlock()
 	if mine != nil {
+		r.wholeNext.Store(true)
 		_ = ov.Send(id, overlay.Control, []byte{byte(fTable)}, mine)
 		_ = ov.Send(id, overlay.Control, []byte{byte(fTableReq)}, nil)
 	}

@@ -125,6 +125,11 @@ type remoteNode struct {
 	reported  bool          // the overlay has reported it (state is valid)
 	inflight  atomic.Int64
 	unhealthy atomic.Int64 // unix nanos until which the balancer avoids it
+	deltas    atomic.Bool  // it applies table deltas (said so in an fTableAck)
+	// wholeNext: it was sent this daemon's whole table outside the
+	// pusher's rounds (a pull, a resync), at a version the next delta may
+	// not start from: the pusher's next round sends it the whole table.
+	wholeNext atomic.Bool
 }
 
 func (r *remoteNode) version() uint64 {
@@ -285,8 +290,7 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	// daemons without services or subscriptions opens no data links. (A
 	// peer that restarts empty gossips version 0, which differs from the
 	// old table's: holders of that table pull the new, empty one.)
-	ask := (reappeared && (p.AppVersion != 0 || r.tbl != nil)) ||
-		(p.AppVersion != r.version() && (p.AppVersion != r.requested || p.AppVersion == 0))
+	ask := (reappeared && (p.AppVersion != 0 || r.tbl != nil)) || wantTable(p, r)
 	if ask {
 		r.requested = p.AppVersion
 	}
@@ -297,11 +301,25 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	ov := n.ov
 	n.mu.Unlock()
 	if mine != nil {
+		r.wholeNext.Store(true)
 		_ = ov.Send(p.ID, overlay.Control, []byte{byte(fTable)}, mine)
 	}
 	if ask {
 		_ = ov.Send(p.ID, overlay.Control, []byte{byte(fTableReq)}, nil)
 	}
+}
+
+// wantTable reports whether gossip shows a table of p this daemon should
+// pull. Of the instance it holds, only a newer version is news: an older
+// one is gossip lagging the deltas pushed over the link (issue 11), and
+// pulling it would cost the whole table per gossiped version. Otherwise
+// (another instance, or a daemon that does not gossip its instance) any
+// other version is, unless already asked for.
+func wantTable(p overlay.Peer, r *remoteNode) bool {
+	if p.AppInstance != 0 && r.tbl != nil && r.tbl.Instance == p.AppInstance {
+		return p.AppVersion > r.tbl.Version && p.AppVersion != r.requested
+	}
+	return p.AppVersion != r.version() && (p.AppVersion != r.requested || p.AppVersion == 0)
 }
 
 func (n *Node) peerGone(id string) {

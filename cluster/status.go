@@ -35,6 +35,7 @@ type Stats struct {
 
 	InterestRefused uint64 // new names refused by MaxInterestBytes
 	TableFailures   uint64 // interest tables that could not be encoded or sent to a peer
+	TableDeltaGaps  uint64 // table deltas that did not follow the version held (the table was pulled whole)
 	TooManyPending  uint64 // requests refused by MaxPendingRequests
 	InterestBytes   int    // bytes of MaxInterestBytes in use (gauge)
 }
@@ -110,7 +111,7 @@ func (n *Node) Stats() Stats {
 	interest := n.interest
 	n.mu.RUnlock()
 	return Stats{
-		InterestRefused: n.stats.interestRefused.Load(), TableFailures: n.stats.tableFailures.Load(),
+		InterestRefused: n.stats.interestRefused.Load(), TableFailures: n.stats.tableFailures.Load(), TableDeltaGaps: n.stats.deltaGaps.Load(),
 		TooManyPending: n.stats.tooManyPending.Load(), InterestBytes: interest,
 		Requests: n.stats.requests.Load(), Replies: n.stats.replies.Load(),
 		Faults: n.stats.faults.Load(), Timeouts: n.stats.timeouts.Load(),

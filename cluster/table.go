@@ -99,10 +99,12 @@ func (n *Node) markDirtyLocked() {
 // next push, a table of a few KiB not at all.
 const tablePushRate = 16 << 20
 
-// tableLoop pushes the local table to every known daemon whenever it
-// changes (bursts coalesce) and publishes its version in gossip, which
-// lets daemons that missed a push pull it.
+// tableLoop pushes the local table's changes to every known daemon whenever
+// it changes (bursts coalesce) and publishes its version in gossip, which
+// lets daemons that missed a push pull it. Peers that apply deltas get the
+// change since the table last pushed (fTableDelta); others the whole table.
 func (n *Node) tableLoop() {
+	var pushed *table // the table as last pushed
 	for {
 		select {
 		case <-n.tableCh:
@@ -111,28 +113,49 @@ func (n *Node) tableLoop() {
 		}
 		n.mu.RLock()
 		t := n.localTableLocked()
-		peers := make([]string, 0, len(n.remotes))
-		for id := range n.remotes {
-			peers = append(peers, id)
+		peers := make([]*remoteNode, 0, len(n.remotes))
+		for _, r := range n.remotes {
+			peers = append(peers, r)
 		}
 		ov := n.ov
 		n.mu.RUnlock()
-		b, err := t.encode()
-		if err != nil {
-			n.tableFailed("", err, 0)
-			continue
+		changed := pushed == nil || pushed.Version < t.Version
+		var db []byte // the delta, when there is one to send
+		if pushed != nil && changed {
+			db, _ = diffTables(pushed, t).encode()
 		}
-		head := []byte{byte(fTable)}
-		for _, id := range peers {
-			if err := ov.Send(id, overlay.Control, head, b); err != nil {
-				n.tableFailed(id, err, len(b))
+		pushed = t
+		var b []byte // the whole table, encoded for the first peer that needs it
+		sent := 0
+		for _, r := range peers {
+			whole := r.wholeNext.Swap(false)
+			if !changed && !whole {
+				continue // woken by a pull: only those who asked need the table
 			}
+			if db != nil && r.deltas.Load() && !whole {
+				if err := ov.Send(r.id, overlay.Control, []byte{byte(fTableDelta)}, db); err != nil {
+					n.tableFailed(r.id, err, len(db))
+				}
+				sent = max(sent, len(db))
+				continue
+			}
+			if b == nil {
+				var err error
+				if b, err = t.encode(); err != nil {
+					n.tableFailed("", err, 0)
+					break
+				}
+			}
+			if err := ov.Send(r.id, overlay.Control, []byte{byte(fTable)}, b); err != nil {
+				n.tableFailed(r.id, err, len(b))
+			}
+			sent = len(b)
 		}
 		ov.SetAppVersion(t.Version)
 		// Pace large tables: changes meanwhile coalesce into the next push,
 		// so an app toggling a subscription beside many long names cannot
 		// make this daemon send more than tablePushRate to each peer.
-		if pause := time.Duration(len(b)) * time.Second / tablePushRate; pause > time.Millisecond {
+		if pause := time.Duration(sent) * time.Second / tablePushRate; pause > time.Millisecond {
 			timer := time.NewTimer(pause)
 			select {
 			case <-timer.C:
@@ -145,13 +168,19 @@ func (n *Node) tableLoop() {
 }
 
 // sendTable answers a table request. A large table is left to the paced
-// pusher, which sends the current one to every peer soon, so that pulls
-// cannot get around its pacing.
+// pusher, which sends the current one to the peers that asked soon, so
+// that pulls cannot get around its pacing. Either way the pusher's next
+// round sends this peer the whole table rather than a delta: the one sent
+// here may be of a version the next delta does not start from.
 func (n *Node) sendTable(to string) {
 	n.mu.RLock()
 	t := n.localTableLocked()
 	ov := n.ov
+	r := n.remotes[to]
 	n.mu.RUnlock()
+	if r != nil {
+		r.wholeNext.Store(true)
+	}
 	b, err := t.encode()
 	if err != nil {
 		n.tableFailed(to, err, 0)

@@ -432,6 +432,10 @@ func (d *Daemon) joinLoop() {
 	}
 	joined := len(seeds) == 0 // nothing to join at start: wait to be joined
 	backoff := d.cfg.JoinRetryMin
+	// idleGen is the overlay's member generation when rejoinTargets last
+	// found nothing to do: while it stays the same, neither does the
+	// answer, and the O(N) look at every peer is skipped (issue 11).
+	idleGen, idleKnown := uint64(0), false
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for attempt := 1; ; attempt++ {
@@ -449,12 +453,18 @@ func (d *Daemon) joinLoop() {
 			}
 			backoff = d.cfg.JoinRetryMin
 		}
-		targets := d.rejoinTargets(seeds)
+		gen := d.ov.MemberGen()
+		var targets []string
+		if !idleKnown || gen != idleGen {
+			targets = d.rejoinTargets(seeds)
+		}
 		if len(targets) == 0 {
+			idleGen, idleKnown = gen, true
 			backoff = d.cfg.JoinRetryMin
 			timer.Reset(d.cfg.JoinRetryMin)
 			continue
 		}
+		idleKnown = false
 		n := d.joinEach(targets)
 		d.log.Debug().Strs("addrs", targets).Int("answered", n).Msg("cut off from part of the network; rejoining")
 		// Jitter spreads the attempts of the daemons on either side.
@@ -543,15 +553,7 @@ func (d *Daemon) joinEach(addrs []string) int {
 }
 
 // alivePeers counts the peers currently alive.
-func (d *Daemon) alivePeers() int {
-	n := 0
-	for _, p := range d.ov.Peers() {
-		if p.State == overlay.StateAlive {
-			n++
-		}
-	}
-	return n
-}
+func (d *Daemon) alivePeers() int { return d.ov.AliveCount() }
 
 // logGate is a zerolog hook that discards every event once closed is set.
 // memberlist's suspicion timers (time.AfterFunc) are not stopped by its

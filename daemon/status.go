@@ -150,6 +150,7 @@ func newCollector(d *Daemon) *collector {
 			counter("bytes_out_total", "Encrypted bytes written to data links.", func(s overlay.Stats) uint64 { return s.BytesOut }),
 			counter("bytes_in_total", "Encrypted bytes read from data links.", func(s overlay.Stats) uint64 { return s.BytesIn }),
 			counter("link_downs_total", "Data links that broke or could not be established.", func(s overlay.Stats) uint64 { return s.LinkDowns }),
+			counter("link_idle_closes_total", "Data links closed by agreement after carrying nothing for the idle timeout.", func(s overlay.Stats) uint64 { return s.LinkIdleCloses }),
 			counter("handshakes_refused_total", "Inbound connections refused because their handshake failed (wrong network key or name, or not an irisd).", func(s overlay.Stats) uint64 { return s.HandshakesRefused }),
 			counter("conns_refused_busy_total", "Inbound connections closed because too many handshakes were pending.", func(s overlay.Stats) uint64 { return s.ConnsRefusedBusy }),
 			counter("handshakes_evicted_total", "Pending inbound connections closed to admit newer ones (idle or slow first).", func(s overlay.Stats) uint64 { return s.HandshakesEvicted }),

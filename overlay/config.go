@@ -138,6 +138,14 @@ type Config struct {
 	// LinkQuietTimeout.
 	LinkProbeTimeout time.Duration
 
+	// LinkIdleTimeout is how long a data link may carry no upper-layer
+	// frame either way before this end offers to close it (a goodbye
+	// frame; the far end agrees unless it has frames to send). A link
+	// closed so is no failure: the peer stays alive, nothing in flight is
+	// faulted, and the next frame for the peer dials a new link. Default
+	// 1 minute; 0 or negative keeps idle links open.
+	LinkIdleTimeout time.Duration
+
 	// Gossip tunes failure detection. Default LANGossip().
 	Gossip GossipConfig
 }
@@ -159,6 +167,13 @@ type GossipConfig struct {
 	GossipInterval time.Duration
 	// PushPullInterval is the full-state anti-entropy period. LAN default 30s.
 	PushPullInterval time.Duration
+	// RetransmitMult is how many times, times ceil(log10(N+1)), each node
+	// passes on a membership change it learnt of. With the memberlist
+	// default (4, used when 0) a few of the N² (node, change) pairs of a
+	// join storm are missed and wait for the next push/pull (measured: one
+	// or two per 64-daemon start); 8 makes that rare, for twice the
+	// gossip bytes per change (nothing more at idle).
+	RetransmitMult int
 	// DeadNodeReclaimTime is how long a dead node's name stays reserved.
 	// Default 0 (immediately reusable).
 	DeadNodeReclaimTime time.Duration
@@ -210,6 +225,7 @@ func DefaultConfig() *Config {
 		KeepaliveTimeout:          3 * time.Second,
 		LinkQuietTimeout:          300 * time.Millisecond,
 		LinkProbeTimeout:          600 * time.Millisecond,
+		LinkIdleTimeout:           time.Minute,
 		Gossip:                    LANGossip(),
 	}
 }

@@ -35,6 +35,10 @@ type Peer struct {
 	// interest table), gossiped in its node metadata. Upper layers pull the
 	// state when the version they hold differs.
 	AppVersion uint64
+	// AppInstance names the process whose state AppVersion counts (set by
+	// SetAppInstance; 0 from daemons that predate it): versions of one
+	// instance only grow.
+	AppInstance uint64
 }
 
 // Priority selects the queue a frame waits in. Control frames are written

@@ -19,6 +19,9 @@ const (
 	frameApp       byte = 'F' // an upper-layer frame
 	frameHeartbeat byte = 'H' // empty; sent by a writer idle for KeepaliveInterval, or to answer a probe
 	frameProbe     byte = 'P' // empty; asks the peer for a heartbeat now (older peers skip it)
+	frameBye       byte = 'G' // empty; offers to close an idle link (goodbye.go)
+	frameByeAck    byte = 'g' // empty; agrees to close
+	frameByeBusy   byte = 'N' // empty; declines: frames are waiting
 )
 
 const (
@@ -68,6 +71,7 @@ type link struct {
 	wantProbe atomic.Bool   // the writer should send a probe
 	wantBeat  atomic.Bool   // the writer should send a heartbeat (a probe came in)
 	kickCh    chan struct{} // wakes an idle writer; cap 1
+	bye       byeState      // closing by agreement when idle (goodbye.go)
 }
 
 func newLink(p *peer, conn net.Conn, sess *crypto.Session, outbound bool) *link {
@@ -78,6 +82,7 @@ func newLink(p *peer, conn net.Conn, sess *crypto.Session, outbound bool) *link 
 		kickCh:     make(chan struct{}, 1),
 	}
 	l.lastRecv.Store(time.Now().UnixNano()) // the handshake just came in
+	l.bye.lastIn.Store(l.lastRecv.Load())
 	return l
 }
 
@@ -124,7 +129,13 @@ func (l *link) writeLoop() error {
 	idle := time.NewTimer(p.o.cfg.KeepaliveInterval)
 	defer idle.Stop()
 	for {
-		f, ok, beat, kicked := p.next(l.closeCh, idle.C, l.kickCh)
+		var f qframe
+		var ok, beat, kicked bool
+		if l.closing() { // goodbye offered or agreed: frames wait for the next link
+			ok, beat, kicked = l.waitClosing(idle.C)
+		} else {
+			f, ok, beat, kicked = p.next(l.closeCh, idle.C, l.kickCh)
+		}
 		if !ok {
 			return nil
 		}
@@ -153,6 +164,9 @@ func (l *link) writeLoop() error {
 			if err := b.frame(frameHeartbeat, nil, nil); err != nil {
 				return err
 			}
+		}
+		if err := l.byeFrames(b); err != nil {
+			return err
 		}
 		if err := b.end(); err != nil {
 			return err
@@ -403,6 +417,10 @@ func (l *link) deliver(kind byte, payload []byte) {
 	o := l.p.o
 	switch kind {
 	case frameApp:
+		l.bye.lastIn.Store(time.Now().UnixNano())
+	case frameBye, frameByeAck, frameByeBusy:
+		l.handleBye(kind)
+		return
 	case frameHeartbeat:
 		o.stats.heartbeatsIn.Add(1)
 		return

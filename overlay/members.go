@@ -13,9 +13,10 @@ import (
 // Only small, slowly changing facts belong here; interest tables travel
 // over data links.
 type nodeMeta struct {
-	Version uint8  `codec:"v"`           // data-link protocol version
-	Zone    string `codec:"z,omitempty"` // locality label
-	App     uint64 `codec:"a,omitempty"` // upper-layer state version
+	Version uint8  `codec:"v"`            // data-link protocol version
+	Zone    string `codec:"z,omitempty"`  // locality label
+	App     uint64 `codec:"a,omitempty"`  // upper-layer state version
+	AppInst uint64 `codec:"ai,omitempty"` // upper-layer state instance (issue 11; 0 from older daemons)
 	// Leaving is gossiped just before a graceful leave, so that peers can
 	// tell a departure from a failure (memberlist reports both as a leave).
 	Leaving bool `codec:"l,omitempty"`

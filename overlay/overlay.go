@@ -53,14 +53,18 @@ type Overlay struct {
 	conflict   idConflict     // node id conflicts (conflict.go)
 	wg         sync.WaitGroup // every goroutine but the transport's
 
-	metaMu sync.Mutex // protects following
-	meta   nodeMeta
-	metaCh chan struct{} // wakes the meta updater; cap 1
+	metaMu  sync.Mutex // protects following
+	meta    nodeMeta
+	metaCh  chan struct{} // wakes the meta updater; cap 1
+	watchCh chan struct{} // wakes the link watchdog (a link or a held verdict to watch); cap 1
 
 	mu      sync.RWMutex // protects following
 	closed  bool
 	peers   map[string]*peer
 	members map[string]*member // every node ever seen, self excluded, bounded
+	heldN   int                // members with a held dead verdict (heldDead set)
+
+	memberGen atomic.Uint64 // bumped on every change of a member's state (MemberGen)
 }
 
 // member is the status view of one node. Peer.State is what upper layers
@@ -102,6 +106,7 @@ func New(cfg *Config) (*Overlay, error) {
 		log:        c.Logger.With().Str("component", "overlay").Logger(),
 		shutdownCh: make(chan struct{}),
 		metaCh:     make(chan struct{}, 1),
+		watchCh:    make(chan struct{}, 1),
 		peers:      make(map[string]*peer),
 		members:    make(map[string]*member),
 		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
@@ -155,7 +160,15 @@ func (o *Overlay) memberlistConfig() *memberlist.Config {
 	c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult
 	c.GossipInterval, c.PushPullInterval = g.GossipInterval, g.PushPullInterval
 	c.DeadNodeReclaimTime = g.DeadNodeReclaimTime
+	if g.RetransmitMult > 0 {
+		c.RetransmitMult = g.RetransmitMult
+	}
 	c.TCPTimeout = o.cfg.DialTimeout
+	// memberlist's LZW compression allocates a fresh 16K-entry table per
+	// message: at idle it was the largest CPU cost of a daemon (issue 11),
+	// for packets that are a few hundred bytes. Receivers still accept
+	// compressed messages from older daemons.
+	c.EnableCompression = false
 	bound := o.tr.tcp.Addr().(*net.TCPAddr)
 	c.BindAddr, c.BindPort = bound.IP.String(), bound.Port
 	c.AdvertiseAddr, c.AdvertisePort = "", 0 // the transport decides
@@ -369,6 +382,17 @@ func (o *Overlay) linkClosed(l *link) {
 	}
 	removed := p.removed
 	p.mu.Unlock()
+	if l.idleClose() {
+		// Closed by agreement (goodbye): no failure. The peer stays as it
+		// was, nothing in flight is faulted; frames queued meanwhile go
+		// over a new link.
+		o.stats.linkIdleCloses.Add(1)
+		o.log.Debug().Str("peer", p.id).Msg("idle data link closed by agreement")
+		if current && !removed && p.queued() {
+			p.ensureDial()
+		}
+		return
+	}
 	if current && !removed {
 		if n := p.drop(); n > 0 {
 			o.stats.framesDropped.Add(uint64(n))
@@ -394,6 +418,7 @@ func (o *Overlay) linkClosed(l *link) {
 func (o *Overlay) linkUp(p *peer) {
 	p.quiet.Store(false)
 	p.down.Store(false)
+	o.wakeWatchdog()
 	o.refresh(p.id)
 }
 
@@ -413,6 +438,7 @@ func (o *Overlay) refresh(id string) {
 	changed := st != m.State
 	if changed {
 		m.State, m.since = st, time.Now()
+		o.memberGen.Add(1)
 	}
 	p := m.Peer
 	o.mu.Unlock()
@@ -438,7 +464,8 @@ func (o *Overlay) watchLinks() {
 	iv := o.cfg.KeepaliveInterval
 	probeAfter, quietAfter := int64(iv/2), int64(o.cfg.KeepaliveTimeout/2)
 	probeQuiet, probeClose := int64(o.cfg.LinkQuietTimeout), int64(o.cfg.LinkProbeTimeout)
-	tick := time.NewTicker(max(min(iv, o.cfg.LinkQuietTimeout)/10, 5*time.Millisecond))
+	period := max(min(iv, o.cfg.LinkQuietTimeout)/10, 5*time.Millisecond)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	var peers []*peer
 	for {
@@ -451,9 +478,25 @@ func (o *Overlay) watchLinks() {
 		peers = peers[:0]
 		o.mu.RLock()
 		for _, p := range o.peers {
-			peers = append(peers, p)
+			if p.hasLink.Load() {
+				peers = append(peers, p)
+			}
 		}
+		held := o.heldN
 		o.mu.RUnlock()
+		if len(peers) == 0 && held == 0 {
+			// Nothing to watch: sleep until a link comes up or a dead
+			// verdict is held (wakeWatchdog), so that an idle daemon
+			// costs no timer wake-ups (issue 11).
+			tick.Stop()
+			select {
+			case <-o.watchCh:
+			case <-o.shutdownCh:
+				return
+			}
+			tick.Reset(period)
+			continue
+		}
 		for _, p := range peers {
 			p.mu.Lock()
 			l := p.link
@@ -467,6 +510,7 @@ func (o *Overlay) watchLinks() {
 			if pa != 0 && pa > recv {
 				unanswered = now - pa
 			}
+			l.checkIdle(now)
 			if unanswered > probeClose {
 				silence := time.Duration(now - recv).Round(time.Millisecond)
 				l.silent.Store(true)
@@ -499,6 +543,10 @@ func (o *Overlay) deadGrace() time.Duration { return o.cfg.KeepaliveTimeout }
 func (o *Overlay) applyHeldDead() {
 	var apply []*memberlist.Node
 	o.mu.Lock()
+	if o.heldN == 0 {
+		o.mu.Unlock()
+		return
+	}
 	for id, m := range o.members {
 		if m.heldDead == nil {
 			continue
@@ -508,6 +556,7 @@ func (o *Overlay) applyHeldDead() {
 		if !live || time.Since(m.heldSince) > o.deadGrace() {
 			apply = append(apply, m.heldDead)
 			m.heldDead = nil
+			o.heldN--
 		}
 	}
 	o.mu.Unlock()
@@ -535,10 +584,21 @@ func (o *Overlay) holdDead(n *memberlist.Node) bool {
 	}
 	if m.heldDead == nil {
 		m.heldSince = time.Now()
+		o.heldN++
 	}
 	nc := *n
 	m.heldDead = &nc
+	o.wakeWatchdog()
 	return true
+}
+
+// wakeWatchdog wakes the link watchdog if it sleeps for want of anything
+// to watch.
+func (o *Overlay) wakeWatchdog() {
+	select {
+	case o.watchCh <- struct{}{}:
+	default:
+	}
 }
 
 // remove forgets the peer: its link closes and its queue is dropped.
@@ -567,6 +627,11 @@ func (o *Overlay) Peers() []Peer {
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
+
+// MemberGen returns a number that changes whenever the state of any other
+// node as Peers reports it may have changed: a caller that derived
+// something from Peers need not look again while it stays the same.
+func (o *Overlay) MemberGen() uint64 { return o.memberGen.Load() }
 
 // AliveCount returns how many other nodes are alive as upper layers see
 // them (Peers without the copy).
@@ -605,18 +670,75 @@ func (o *Overlay) SetAppVersion(v uint64) {
 	}
 }
 
+// SetAppInstance sets the upper-layer state instance gossiped beside its
+// version (see Peer.AppInstance). Call it once, before SetAppVersion.
+func (o *Overlay) SetAppInstance(i uint64) {
+	o.metaMu.Lock()
+	o.meta.AppInst = i
+	o.metaMu.Unlock()
+	select {
+	case o.metaCh <- struct{}{}:
+	default:
+	}
+}
+
+// appMetaInterval is the least time between two metadata updates that only
+// change the upper-layer version: each update is gossiped to every node,
+// and the version is only the anti-entropy behind the upper layer's own
+// pushes, so a thousand changes a second need not be a thousand gossiped
+// updates (issue 11). Other changes (leaving) go out at once.
+const appMetaInterval = 250 * time.Millisecond
+
+// paceMeta waits d, or less if a change other than the version comes
+// meanwhile; false when the overlay shuts down.
+func (o *Overlay) paceMeta(d time.Duration, sent nodeMeta) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-o.metaCh:
+			o.metaMu.Lock()
+			m := o.meta
+			o.metaMu.Unlock()
+			if m.Leaving != sent.Leaving || m.Zone != sent.Zone || m.AppInst != sent.AppInst {
+				return true
+			}
+		case <-o.shutdownCh:
+			return false
+		}
+	}
+}
+
 // metaLoop pushes metadata changes into gossip, coalescing bursts.
 func (o *Overlay) metaLoop() {
+	var last time.Time
+	var sent nodeMeta
 	for {
 		select {
 		case <-o.metaCh:
-			// The update is queued for gossip before UpdateNode waits for
-			// it to go out; waiting (up to the timeout, since memberlist's
-			// Shutdown does not interrupt it) would only delay Close.
-			_ = o.ml.UpdateNode(time.Nanosecond)
 		case <-o.shutdownCh:
 			return
 		}
+		o.metaMu.Lock()
+		m := o.meta
+		o.metaMu.Unlock()
+		if m.Leaving == sent.Leaving && m.Zone == sent.Zone && m.AppInst == sent.AppInst {
+			if wait := appMetaInterval - time.Since(last); wait > 0 {
+				if !o.paceMeta(wait, sent) {
+					return
+				}
+			}
+		}
+		o.metaMu.Lock()
+		sent = o.meta
+		o.metaMu.Unlock()
+		last = time.Now()
+		// The update is queued for gossip before UpdateNode waits for
+		// it to go out; waiting (up to the timeout, since memberlist's
+		// Shutdown does not interrupt it) would only delay Close.
+		_ = o.ml.UpdateNode(time.Nanosecond)
 	}
 }
 
@@ -628,7 +750,7 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 	if err := meta.decode(n.Meta); err != nil {
 		o.log.Warn().Str("peer", n.Name).Err(err).Msg("bad node metadata")
 	}
-	p := Peer{ID: n.Name, Addr: n.Address(), Zone: meta.Zone, State: st, AppVersion: meta.App}
+	p := Peer{ID: n.Name, Addr: n.Address(), Zone: meta.Zone, State: st, AppVersion: meta.App, AppInstance: meta.AppInst}
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -652,8 +774,12 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 		gone = pe
 		delete(o.peers, p.ID)
 	}
+	if old := o.members[p.ID]; old != nil && old.heldDead != nil {
+		o.heldN-- // the new verdict replaces the held one
+	}
 	o.members[p.ID] = &member{Peer: p, since: time.Now(), ml: st}
 	o.forgetOldestGoneLocked()
+	o.memberGen.Add(1)
 	o.mu.Unlock()
 	if gone != nil {
 		gone.remove()
@@ -673,6 +799,9 @@ func (o *Overlay) forgetOldestGoneLocked() {
 		}
 	}
 	if oldest != nil {
+		if oldest.heldDead != nil {
+			o.heldN--
+		}
 		delete(o.members, oldest.ID)
 	}
 }
@@ -682,6 +811,7 @@ type Stats struct {
 	FramesOut, FramesIn, FramesDropped, FramesSkipped uint64
 	BytesOut, BytesIn                                 uint64
 	LinkDowns                                         uint64
+	LinkIdleCloses                                    uint64 // links closed by agreement after LinkIdleTimeout (not counted in LinkDowns)
 	HeartbeatsIn                                      uint64 // heartbeat frames from idle peers
 	HandshakesRefused, ConnsRefusedBusy               uint64
 	// Pending inbound connections evicted for newer ones, and those that
@@ -698,6 +828,7 @@ type Stats struct {
 type counters struct {
 	framesOut, framesIn, framesDropped, framesSkipped atomic.Uint64
 	bytesOut, bytesIn, linkDowns                      atomic.Uint64
+	linkIdleCloses                                    atomic.Uint64
 	heartbeatsIn                                      atomic.Uint64
 }
 
@@ -708,6 +839,7 @@ func (o *Overlay) Stats() Stats {
 		FramesDropped: o.stats.framesDropped.Load(), FramesSkipped: o.stats.framesSkipped.Load(),
 		BytesOut: o.stats.bytesOut.Load(), BytesIn: o.stats.bytesIn.Load(),
 		LinkDowns:         o.stats.linkDowns.Load(),
+		LinkIdleCloses:    o.stats.linkIdleCloses.Load(),
 		HeartbeatsIn:      o.stats.heartbeatsIn.Load(),
 		HandshakesRefused: o.tr.refusedAuth.Load(), ConnsRefusedBusy: o.tr.refusedFull.Load(),
 		HandshakesEvicted: o.tr.adm.evicted.Load(),

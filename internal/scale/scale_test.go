@@ -135,11 +135,13 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		cfg := daemon.DefaultConfig()
 		cfg.Network, cfg.Key, cfg.NodeID = "scale", key, fmt.Sprintf("d%03d", i)
 		cfg.Listen, cfg.StatusAddr, cfg.RelayPort = "127.0.0.1:0", "", 0
-		cfg.JoinRetryMin = 50 * time.Millisecond
-		cfg.Gossip = overlay.LocalGossip()
-		if os.Getenv("IRIS_SCALE_GOSSIP") == "lan" {
-			cfg.Gossip = overlay.LANGossip()
-		}
+		// Retry a failed join within a second (the default waits up to
+		// 30 s); the first attempt is at once. JoinRetryMin is also the
+		// first pause between rejoins of daemons a daemon holds dead: at
+		// 50 ms, false dead verdicts at 256 daemons set off a storm of
+		// full-state push/pulls.
+		cfg.JoinRetryMin, cfg.JoinRetryMax = time.Second, time.Second
+		cfg.Gossip = gossipFor(n)
 		if i > 0 {
 			cfg.Join = []string{ds[0].Addr()}
 		}
@@ -162,7 +164,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 	for allAlive() != n {
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
-			t.Logf("N=%d: %d daemons see every other alive after %v", n, allAlive(), time.Since(start).Round(time.Millisecond))
+			t.Logf("N=%d: %d daemons see every other alive after %v%s", n, allAlive(), time.Since(start).Round(time.Millisecond), missing(ds, 3))
 		}
 		if time.Since(start) > b.converge {
 			r.Converge = -1
@@ -217,6 +219,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 
 	// Idle window: settle, then measure CPU, bytes and flaps.
 	settle(ds)
+	gossipDrained(ds)
 	idle := 5 * time.Second
 	if n >= 64 {
 		idle = 10 * time.Second
@@ -227,6 +230,9 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 		<-tick.C
 		if allAlive() != n {
 			r.Flaps++
+			if r.Flaps <= 3 {
+				t.Logf("N=%d: flap after %v of the idle window:%s", n, time.Since(t0).Round(time.Millisecond), missing(ds, 3))
+			}
 		}
 	}
 	tick.Stop()
@@ -244,7 +250,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 	}
 	r.HeapPerDaemon = float64(heapNow()-heap0) / float64(n)
 	r.HeapPerPeer = r.HeapPerDaemon / float64(n-1)
-	r.RSSPerDaemon = float64(rss()-rss0) / float64(n)
+	r.RSSPerDaemon = (float64(rss()) - float64(rss0)) / float64(n)
 	r.GoroutinesPerDaemon = float64(runtime.NumGoroutine()-g0) / float64(n)
 	r.FDsPerDaemon = float64(fds()-fd0) / float64(n)
 
@@ -335,6 +341,28 @@ func settle(ds []*daemon.Daemon) {
 	time.Sleep(500 * time.Millisecond) // frames on the wire
 }
 
+// gossipDrained waits (at most 30 s) until the gossip the start left
+// behind has been passed on: memberlist retransmits each join
+// RetransmitMult×log(N) times from every daemon that learnt of it, which at
+// 256 daemons takes several seconds after all see each other. Drained is
+// when a second's gossip bytes no longer fall by more than a fifth from the
+// second before; the idle window measures the network at rest after that.
+func gossipDrained(ds []*daemon.Daemon) {
+	deadline := time.Now().Add(30 * time.Second)
+	prev := ^uint64(0)
+	last := sums(ds).GossipBytesOut
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		cur := sums(ds).GossipBytesOut
+		rate := cur - last
+		last = cur
+		if rate*5 > prev*4 {
+			return
+		}
+		prev = rate
+	}
+}
+
 // propagation records, for every daemon but src, how long after now cond
 // first held for it.
 func propagation(t *testing.T, ds []*daemon.Daemon, src int, timeout time.Duration, cond func(*daemon.Daemon) bool) []time.Duration {
@@ -358,6 +386,73 @@ func propagation(t *testing.T, ds []*daemon.Daemon, src int, timeout time.Durati
 	out := slices.DeleteFunc(lat, func(d time.Duration) bool { return d < 0 })
 	slices.Sort(out)
 	return out
+}
+
+// gossipFor is the gossip profile of a run of n daemons in one process
+// (IRIS_SCALE_GOSSIP: "local", "lan", or by default "scaled").
+//
+// The scaled profile is the local one for up to 32 daemons; above, all n
+// daemons share the process's two cores, so each gets about 2/n of a core
+// and is scheduled that much later: probes get memberlist's LAN timeouts
+// (1 s interval, 500 ms timeout, suspicion multiplier 4), so that a daemon
+// starved for a moment is not declared dead, and the gossip interval grows
+// with n (50 ms per 32 daemons, at most 200 ms, the LAN value), so that
+// the process's packet rate stays about the same, and each change is
+// passed on twice as often as by default (RetransmitMult 8), so that a
+// join storm leaves no daemon unaware of another until the next push/pull
+// (with the default, one or two of the 64×64 pairs were). Push/pull stays at the
+// local 5 s; memberlist itself scales it with log n. Failure detection is
+// memberlist's throughout: only its timing is chosen for the process.
+func gossipFor(n int) overlay.GossipConfig {
+	switch os.Getenv("IRIS_SCALE_GOSSIP") {
+	case "local":
+		return overlay.LocalGossip()
+	case "lan":
+		return overlay.LANGossip()
+	}
+	g := overlay.LocalGossip()
+	if n <= 32 {
+		return g
+	}
+	lan := overlay.LANGossip()
+	g.ProbeInterval, g.ProbeTimeout, g.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
+	g.GossipInterval = min(time.Duration(n/32)*50*time.Millisecond, lan.GossipInterval)
+	g.RetransmitMult = 8
+	if v, err := strconv.Atoi(os.Getenv("IRIS_SCALE_RETRANSMIT")); err == nil {
+		g.RetransmitMult = v // 0: memberlist's default
+	}
+	return g
+}
+
+// missing describes, for up to max daemons that do not see every other
+// alive, which peers they miss and in what state they hold them.
+func missing(ds []*daemon.Daemon, max int) string {
+	var b strings.Builder
+	for _, d := range ds {
+		if max == 0 {
+			break
+		}
+		if d.Overlay().AliveCount() == len(ds)-1 {
+			continue
+		}
+		max--
+		known := map[string]overlay.State{}
+		for _, p := range d.Overlay().Peers() {
+			known[p.ID] = p.State
+		}
+		fmt.Fprintf(&b, "\n\t%s misses:", d.Overlay().ID())
+		for _, o := range ds {
+			id := o.Overlay().ID()
+			if st, ok := known[id]; id != d.Overlay().ID() && (!ok || st != overlay.StateAlive) {
+				if ok {
+					fmt.Fprintf(&b, " %s (%v)", id, st)
+				} else {
+					fmt.Fprintf(&b, " %s (unknown)", id)
+				}
+			}
+		}
+	}
+	return b.String()
 }
 
 func pct(s []time.Duration, p int) time.Duration {
