@@ -27,6 +27,7 @@ type bounds struct {
 	converge  time.Duration // every daemon sees every other alive
 	routeP99  time.Duration // a registration routable from every other daemon
 	idleCores float64       // CPU of the whole idle network
+	flapsOK   bool          // flaps in the idle window are logged, not judged
 }
 
 // result is one measured run.
@@ -63,7 +64,10 @@ func TestScaleSmoke(t *testing.T) {
 		t.Skip("starts 8 daemons; skipped under -short")
 	}
 	leakcheck.Check(t)
-	r := run(t, 8, bounds{converge: 60 * time.Second, routeP99: 30 * time.Second, idleCores: 2}, false)
+	// Generous bounds: the suite runs on loaded machines too, where the
+	// local gossip profile's suspicions may come and go (TestScale judges
+	// flaps).
+	r := run(t, 8, bounds{converge: 60 * time.Second, routeP99: 30 * time.Second, idleCores: 2, flapsOK: true}, false)
 	t.Logf("\n%s", table([]result{r}))
 }
 
@@ -242,7 +246,7 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 	r.IdleLinkBps = float64(after.BytesOut-before.BytesOut) / float64(n) / el.Seconds()
 	r.IdleGossipBps = float64(after.GossipBytesOut-before.GossipBytesOut) / float64(n) / el.Seconds()
 	r.LinksPerDaemon = float64(after.Links) / float64(n)
-	if r.Flaps > 0 {
+	if r.Flaps > 0 && !b.flapsOK {
 		t.Errorf("N=%d: %d polls in the idle window found a daemon missing a peer", n, r.Flaps)
 	}
 	if r.IdleCores > b.idleCores {
