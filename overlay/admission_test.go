@@ -282,3 +282,33 @@ func TestUDPGarbageLogsLittle(t *testing.T) {
 		t.Errorf("%d log lines for %d garbage datagrams over %d log windows, want at most %d", lines, total, windows, limit)
 	}
 }
+
+// TestDialsFromListenAddress: a node listening on one address dials from
+// it, so that daemons sharing a host on different addresses are different
+// sources to per-source admission limits.
+func TestDialsFromListenAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Skipf("no 127.0.0.3 on this host: %v", err)
+	}
+	defer l.Close()
+	from := make(chan net.Addr, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		from <- c.RemoteAddr()
+		c.Close()
+	}()
+	a := newTestNode(t, "test-net", testKey, func(c *Config) { c.ListenAddr = "127.0.0.2:0" })
+	_, _ = a.Join([]string{l.Addr().String()}) // fails: no handshake there
+	select {
+	case addr := <-from:
+		if ip := addr.(*net.TCPAddr).IP.String(); ip != "127.0.0.2" {
+			t.Fatalf("dialled from %s, want the listen address 127.0.0.2", ip)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection arrived")
+	}
+}

@@ -164,6 +164,12 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 // The returned conn has no deadline set.
 func (t *transport) dialSecure(addr string, timeout time.Duration) (net.Conn, *crypto.Session, error) {
 	d := net.Dialer{Timeout: timeout}
+	if ip := t.tcp.Addr().(*net.TCPAddr).IP; !ip.IsUnspecified() {
+		// Listening on one address, dial from it too: peers see the
+		// address they know this daemon by, and per-source admission
+		// limits count daemons that share a host (many on loopback) apart.
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, nil, err

@@ -138,7 +138,11 @@ func run(t *testing.T, n int, b bounds, churn bool) result {
 	for i := range n {
 		cfg := daemon.DefaultConfig()
 		cfg.Network, cfg.Key, cfg.NodeID = "scale", key, fmt.Sprintf("d%03d", i)
-		cfg.Listen, cfg.StatusAddr, cfg.RelayPort = "127.0.0.1:0", "", 0
+		// An address of its own in 127.0.0.0/8 for each daemon, as each
+		// host has one: per-source admission limits then count daemons
+		// apart, as they would across hosts (255 daemons dialing one from
+		// 127.0.0.1 at once were one source over its handshake limit).
+		cfg.Listen, cfg.StatusAddr, cfg.RelayPort = fmt.Sprintf("127.0.%d.%d:0", 1+i/250, 1+i%250), "", 0
 		// Retry a failed join within a second (the default waits up to
 		// 30 s); the first attempt is at once. JoinRetryMin is also the
 		// first pause between rejoins of daemons a daemon holds dead: at
