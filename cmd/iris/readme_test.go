@@ -24,7 +24,7 @@ var readmeReady = []struct {
 	{regexp.MustCompile(`-node c .*&$`), `[ "$(./iris -status $A_STATUS -json status | grep -o '"alive"' | wc -l)" -eq 2 ]`},
 	{regexp.MustCompile(`^\./irisd .*&$`), `./iris -status $A_STATUS status`},
 	{regexp.MustCompile(`iris serve upper .*&$`), `./iris -status $A_STATUS -json status | grep -q '"upper"'`},
-	{regexp.MustCompile(`iris subscribe news .*&$`), `./iris -status $A_STATUS -json status | grep -q '"news"'`},
+	{regexp.MustCompile(`iris subscribe 'news\.>' .*&$`), `./iris -status $A_STATUS -json status | grep -q '"news\.'`},
 	{regexp.MustCompile(`iris pull jobs .*&$`), `./iris -status $A_STATUS -json status | grep -q '"jobs"'`},
 	{regexp.MustCompile(`iris expose web .*&$`), `./iris -status $A_STATUS -json status | grep -q '"web"'`},
 	{regexp.MustCompile(`iris forward .*&$`), `echo >/dev/tcp/127.0.0.1/PORT`},
@@ -122,7 +122,7 @@ func TestREADME(t *testing.T) {
 	transcript = printed.String()
 	for _, want := range []string{
 		"peers: 2\n", "\nHELLO\n", "\nFROM STDIN\n", `"reply":"HI"}`, "\nto every member\n",
-		"\nit works\nit works\n", "\nthrough a tunnel\n", `"node": "c"`, "  upper ", "  news ",
+		"\nit works\nit works\n", "\nthrough a tunnel\n", `"node": "c"`, "  upper ", "  news.> ",
 		"request: 20000 sent, 20000 replies", "pubsub: 20000 sent", "latency: p50 ",
 	} {
 		if !strings.Contains(transcript, want) {
