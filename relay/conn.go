@@ -23,7 +23,7 @@ import (
 const (
 	flushSize  = 64 << 10
 	maxKeptBuf = 1 << 20
-	minKeptQ   = 1024 // the writer keeps batch slices up to max(this, SendQueueLen) messages
+	minKeptQ   = 1024 // the writer keeps batch slices up to max(this, 2 × the queue's high water) messages
 )
 
 // errAppClose ends the read loop when the app sends CLOSE.
@@ -85,6 +85,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
 	c.tun = newTunnels(c)
 	c.q.gapStat = &s.stats.gapNotices
+	c.q.pr = &s.press
 	return c
 }
 
@@ -359,6 +360,9 @@ func (c *conn) dispatch(m *api.Message) error {
 		c.handleUnsubscribe(m.Topic)
 	case api.OpPublish:
 		c.srv.node.Publish(m.Topic, m.Payload)
+		if c.srv.press.wait(m.Topic, nil) { // pressure.go
+			c.srv.stats.publisherStalls.Add(1)
+		}
 	case api.OpTunInit, api.OpTunConfirm, api.OpTunAllow, api.OpTunTransfer, api.OpTunClose:
 		if m.Op == api.OpTunInit && c.noMembers(api.OpTunInit, m.ID, m.Cluster) {
 			return nil
@@ -379,10 +383,11 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	buf := make([]byte, 0, flushSize)
 	var batch []outMsg
-	// Batches up to the normal queue length are recycled: a busy connection
-	// then queues without growing slices (outMsg is ~160 bytes), and only a
-	// burst beyond it costs a new one.
-	keep := max(minKeptQ, c.srv.cfg.SendQueueLen)
+	// Batches up to twice the queue's high water are recycled: publishers
+	// wait at high water (pressure.go), so a busy connection then queues
+	// without growing slices (outMsg is ~160 bytes), and only a burst of
+	// events from other daemons beyond it costs a new one.
+	keep := max(minKeptQ, 2*c.q.hwLen)
 	for {
 		var ok bool
 		batch, ok = c.q.take(batch)

@@ -218,7 +218,7 @@ func (ts *topicSub) HandleEvent(topic string, event []byte) {
 		return // unsubscribed: the cluster may still be finishing a delivery
 	}
 	m := api.Message{Op: api.OpPublish, Topic: topic, Payload: event}
-	if !ts.c.q.offer(&m, kindBulk) {
+	if !ts.c.q.offerPub(&m, false) {
 		ts.c.srv.stats.droppedEvents.Add(1)
 		ts.c.slowConsumer()
 	}

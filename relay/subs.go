@@ -27,7 +27,7 @@ func (s *eventSink) HandleEvent(topic string, event []byte) {
 		return
 	}
 	m := api.Message{Op: api.OpPublish, Topic: topic, Payload: event}
-	if !c.q.offerEvent(&m) {
+	if !c.q.offerPub(&m, true) {
 		c.srv.stats.droppedEvents.Add(1)
 		c.slowConsumer()
 	}
