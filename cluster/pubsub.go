@@ -97,6 +97,9 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 // Publish delivers event to every subscriber of topic, and of a subject
 // pattern topic matches: local ones directly and one copy to each other
 // daemon with subscribers. The caller must not modify event afterwards.
+// When the link to such a daemon is backlogged, Publish waits for it
+// briefly (overlay.WaitBacklog), so a publisher slows rather than lose
+// events.
 func (n *Node) Publish(topic string, event []byte) {
 	n.mu.RLock()
 	subs, remotes := n.matchLocked(topic)
@@ -116,7 +119,18 @@ func (n *Node) Publish(topic string, event []byte) {
 			n.stats.eventsDropped.Add(1)
 		}
 	}
+	// The publisher (an app's read loop) slows to the links' pace rather
+	// than have its next events dropped; bounded (overlay.MaxSendWait).
+	if w, ok := ov.(backlogWaiter); ok {
+		for _, r := range remotes {
+			w.WaitBacklog(r.id)
+		}
+	}
 }
+
+// backlogWaiter is the part of *overlay.Overlay Publish uses to wait for a
+// backlogged link; an Overlay without it never makes publishers wait.
+type backlogWaiter interface{ WaitBacklog(id string) bool }
 
 func (n *Node) handleBroadcast(rd *reader) error {
 	cluster := rd.name()

@@ -426,9 +426,11 @@ type peer struct {
 	o  *Overlay
 	id string
 
-	qmu         sync.Mutex // protects q
+	qmu         sync.Mutex // protects q, backlogCh, backlogSlow
 	q           [2]fifo    // control, bulk; drained by the current link's writer
 	queuedBytes atomic.Int64
+	backlogCh   chan struct{} // closed when the queues fall under the backlog mark (backlog.go)
+	backlogSlow bool          // a WaitBacklog timed out in this backlog
 	wake        chan struct{} // a frame was queued; cap 1
 	hasLink     atomic.Bool   // fast path for Send: no dial needed
 	linkUpCh    chan struct{}
@@ -519,7 +521,10 @@ func (p *peer) poll() (qframe, bool) {
 		f, ok = p.q[Bulk].pop()
 	}
 	if ok {
-		p.queuedBytes.Add(-int64(f.size()))
+		p.queuedBytes.Add(-int64(f.size() + frameOverhead))
+		if p.backlogCh != nil {
+			p.releaseBacklogLocked()
+		}
 	}
 	return f, ok
 }
@@ -530,14 +535,16 @@ func (p *peer) drop() int {
 	n := p.q[Control].len() + p.q[Bulk].len()
 	p.q = [2]fifo{}
 	p.queuedBytes.Store(0)
+	p.releaseBacklogLocked()
 	p.qmu.Unlock()
 	return n
 }
 
 // enqueue queues f without blocking; the queues are bounded in bytes
-// (SendQueueBytes, both together) and in frames (SendQueueLen each).
+// (SendQueueBytes, both together, frameOverhead per frame included) and in
+// frames (SendQueueLen each).
 func (p *peer) enqueue(prio Priority, f qframe) error {
-	n := int64(f.size())
+	n := int64(f.size() + frameOverhead)
 	if prio != Control {
 		prio = Bulk
 	}
