@@ -37,6 +37,29 @@ type Decoder struct {
 
 	// v11 admits the v1.1 opcodes (0x0e and up); see EnableV11.
 	v11 bool
+
+	// names holds recently decoded short strings (topics, cluster names),
+	// direct-mapped, so that a stream that repeats a name decodes it without
+	// allocating.
+	names [nameCacheSize]string
+}
+
+// A Decoder remembers nameCacheSize strings of at most nameCacheMax bytes.
+const (
+	nameCacheSize = 8
+	nameCacheMax  = 128
+)
+
+// cachedString returns p as a string, from the name cache when it holds it.
+func (d *Decoder) cachedString(p []byte) string {
+	if len(p) > nameCacheMax {
+		return string(p)
+	}
+	slot := &d.names[(len(p)^int(p[0])^int(p[len(p)-1]))%nameCacheSize]
+	if *slot != string(p) { // no allocation: the compiler compares in place
+		*slot = string(p)
+	}
+	return *slot
 }
 
 // EnableV11 makes the Decoder accept the opcodes of protocol v1.1. Call it
@@ -222,13 +245,14 @@ func (d *Decoder) str(field string) string {
 		return ""
 	}
 	if n <= d.br.Size() {
-		// One allocation: copy straight out of the bufio buffer.
+		// At most one allocation: copy straight out of the bufio buffer
+		// (none for a name decoded lately).
 		p, err := d.br.Peek(n)
 		if err != nil {
 			d.fail(field, err)
 			return ""
 		}
-		s := string(p)
+		s := d.cachedString(p)
 		_, _ = d.br.Discard(n) // cannot fail after a successful Peek
 		return s
 	}

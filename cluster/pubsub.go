@@ -84,7 +84,7 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 	if len(t.near)+len(t.far) == 0 {
 		return
 	}
-	head := nameHead(fBroadcast, cluster)
+	head := n.heads.get(fBroadcast, cluster)
 	for _, ts := range [][]remoteTarget{t.near, t.far} {
 		for i := range ts {
 			if ov.SendIfUp(ts[i].node.id, overlay.Bulk, head, msg) != nil {
@@ -112,7 +112,7 @@ func (n *Node) Publish(topic string, event []byte) {
 	if len(remotes) == 0 {
 		return
 	}
-	head := nameHead(fPublish, topic)
+	head := n.heads.get(fPublish, topic)
 	for _, r := range remotes {
 		if ov.SendIfUp(r.id, overlay.Bulk, head, event) != nil {
 			n.stats.dropped.Add(1)
