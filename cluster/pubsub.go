@@ -3,8 +3,10 @@ package cluster
 import "github.com/iris-mesh/iris/overlay"
 
 // Subscriber receives the events of a topic. HandleEvent is called from
-// daemon goroutines and must not block: the subscriber drops and counts
-// what it cannot queue.
+// daemon goroutines (a local publisher's, a link's reader) with no lock
+// held. It must not block for long: it may wait briefly for room, which
+// slows the publisher or the link, but drops and counts what it cannot
+// queue.
 type Subscriber interface {
 	HandleEvent(topic string, event []byte)
 }

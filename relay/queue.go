@@ -80,15 +80,15 @@ type sendQueue struct {
 	// gapStat counts the GAPs sent (Server stats); nil in tests.
 	gapStat *atomic.Uint64
 
-	// Publisher pushback (pressure.go): high water in bytes and count,
-	// the pressed spell's channel (nil when under high water), whether a
-	// publisher gave up waiting for this queue, the topics it presses, and
-	// the Server's registry (nil in tests).
+	// Subscriber pushback (pressure.go): high water in bytes and count,
+	// the pressed spell's channel (nil when under high water), and whether
+	// a delivery gave up waiting for this queue in this spell.
 	hwBytes, hwLen int
 	press          chan struct{}
 	slow           bool
-	pressTopics    []string
-	pr             *pressure
+	// recent is the size of the recent batches (decaying): take keeps a
+	// spare slice that large for the writer.
+	recent int
 }
 
 // msgOverhead is what a queued message costs beyond its payload bytes (its
@@ -263,11 +263,8 @@ func (q *sendQueue) abort() {
 	q.mu.Lock()
 	q.state = queueAborted
 	q.discardLocked()
-	topics := q.releasePressLocked(true)
+	q.releasePressLocked(true)
 	q.mu.Unlock()
-	if topics != nil && q.pr != nil {
-		q.pr.remove(topics, q)
-	}
 	signal(q.wakeCh)
 	signal(q.roomCh)
 }
@@ -298,11 +295,8 @@ func (q *sendQueue) releaseLocked(items []outMsg) {
 func (q *sendQueue) written(batch []outMsg) {
 	q.mu.Lock()
 	q.releaseLocked(batch)
-	topics := q.releasePressLocked(false)
+	q.releasePressLocked(false)
 	q.mu.Unlock()
-	if topics != nil && q.pr != nil {
-		q.pr.remove(topics, q)
-	}
 }
 
 // take waits until messages are queued and returns all of them, handing
@@ -316,6 +310,7 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 			return nil, false
 		}
 		if len(q.items) > 0 || q.gap > 0 {
+			q.recent = max(len(q.items), q.recent-q.recent/8)
 			batch := q.takeGapLocked(q.items)
 			q.items = spare[:0]
 			q.nBulk = 0 // bytes count until written
@@ -324,6 +319,9 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 			return batch, true
 		}
 		sealed := q.state == queueSealed
+		if cap(q.items) > max(minKeptQ, 4*q.recent) {
+			q.items = nil // the bursts are over: do not hold their slice
+		}
 		q.mu.Unlock()
 		if sealed {
 			return nil, false

@@ -42,7 +42,6 @@ type Server struct {
 	stats      counters
 	memQueue   budget        // half of Config.MemoryBudget, for what is queued for apps
 	memRead    budget        // the other half, for partly received messages
-	press      pressure      // queues pressing their publishers (pressure.go)
 	denySem    chan struct{} // bounds connections being refused with DENY
 
 	mu        sync.Mutex // protects following

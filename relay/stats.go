@@ -50,8 +50,8 @@ type Stats struct {
 	RegistersConfirmed  uint64 // service INITs answered once the member was known network-wide
 	Unconfirmed         uint64 // of those, answered with daemons that had not confirmed
 
-	// PublisherStalls counts publishes after which the publisher's read
-	// loop waited for a subscriber's queue to fall under high water.
+	// PublisherStalls counts event deliveries that waited for a
+	// subscriber's queue to fall under high water (pressure.go).
 	PublisherStalls uint64
 }
 
