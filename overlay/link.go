@@ -163,6 +163,7 @@ func (l *link) writeLoop() error {
 		}
 		if beat {
 			b.release() // idle for KeepaliveInterval: hold no buffers
+			p.releaseIdle()
 		}
 		if !beat && !idle.Stop() {
 			select { // drain a tick that fired meanwhile
@@ -487,9 +488,24 @@ func (q *fifo) pop() (qframe, bool) {
 	q.s[q.h] = qframe{}
 	q.h++
 	if q.h == len(q.s) {
-		q.s, q.h = nil, 0
+		// Empty: keep the slice for the next frames (a busy link would
+		// otherwise regrow it after every catch-up); the writer releases
+		// it once the link idles (releaseIdle).
+		q.s, q.h = q.s[:0], 0
 	}
 	return f, true
+}
+
+// releaseIdle drops the slices of empty queues, so that a peer's burst
+// does not pin memory while it idles.
+func (p *peer) releaseIdle() {
+	p.qmu.Lock()
+	for i := range p.q {
+		if p.q[i].len() == 0 {
+			p.q[i] = fifo{}
+		}
+	}
+	p.qmu.Unlock()
 }
 
 // next blocks for the next frame, control first. It returns ok=false when
