@@ -332,3 +332,22 @@ func TestDecodeNameCache(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendDaemonHead: the head and the payload together are the whole
+// encoding, for every opcode the head applies to.
+func TestAppendDaemonHead(t *testing.T) {
+	p := bytes.Repeat([]byte{7}, 300)
+	for _, m := range []Message{
+		{Op: OpBroadcast, Payload: p}, {Op: OpPush, Payload: p},
+		{Op: OpPublish, Topic: "news", Payload: p},
+		{Op: OpTunTransfer, ID: 9, Size: 1 << 20, Payload: p},
+	} {
+		head, ok := AppendDaemonHead([]byte("x"), &m)
+		if !ok || !bytes.Equal(append(head, p...), AppendDaemon([]byte("x"), &m)) {
+			t.Errorf("%s: head does not match AppendDaemon", m.Op)
+		}
+	}
+	if head, ok := AppendDaemonHead(nil, &Message{Op: OpReply, Payload: p}); ok || len(head) != 0 {
+		t.Error("REPLY has a head")
+	}
+}

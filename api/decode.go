@@ -12,6 +12,10 @@ import (
 // string or a full 64 KiB tunnel chunk, so those are read with one copy.
 const readBufferSize = 64 << 10
 
+// directReadSize is the field size from which readN reads what is not
+// buffered yet straight from the source.
+const directReadSize = 16 << 10
+
 // eagerAllocMax is the largest binary field allocated in one go as soon as
 // its length is known. Larger fields grow as their bytes actually arrive, so
 // a peer that declares a 16 MiB message and stalls costs at most this much.
@@ -21,6 +25,7 @@ const eagerAllocMax = 1 << 20
 // for concurrent use; a connection's read loop owns it.
 type Decoder struct {
 	br  *bufio.Reader
+	src io.Reader // what br reads from (br itself if it was passed in)
 	lim Limits
 
 	// err is the first error met while decoding the current message's
@@ -78,8 +83,14 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 	if err := lim.Validate(); err != nil {
 		panic(err)
 	}
+	br := bufio.NewReaderSize(r, readBufferSize) // reuses a big enough *bufio.Reader
+	src := r
+	if rb, ok := r.(*bufio.Reader); ok && rb == br {
+		src = br
+	}
 	return &Decoder{
-		br:       bufio.NewReaderSize(r, readBufferSize), // reuses a big enough *bufio.Reader
+		br:       br,
+		src:      src,
 		lim:      lim.withDefaults(),
 		eagerMax: eagerAllocMax,
 	}
@@ -285,6 +296,19 @@ func (d *Decoder) blob(field string) []byte {
 // the slice (at most doubling) as data arrives, so the memory held never
 // exceeds twice what was received.
 func (d *Decoder) readN(n int) ([]byte, error) {
+	if n >= directReadSize && n <= d.eagerMax && d.br.Buffered() < n {
+		// Large: what is buffered, then the rest straight from the
+		// source, not through the bufio buffer (one copy fewer).
+		b := make([]byte, n)
+		k, _ := d.br.Read(b[:d.br.Buffered()]) // only buffered bytes: no read, no error
+		if _, err := io.ReadFull(d.src, b[k:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return b, nil
+	}
 	if n <= d.br.Size() && n <= d.eagerMax {
 		p, err := d.br.Peek(n)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,21 +177,26 @@ func (l *link) writeLoop() error {
 }
 
 // batcher packs frames into records of up to MaxRecordPlaintext bytes and
-// sealed records into writes of about flushThreshold bytes. Its buffers
-// grow with the load and are released when the link idles.
+// sealed records into writes of about flushThreshold bytes. Frames are
+// copied once, into the write buffer right where their record goes, and
+// sealed there in place. Its buffer grows with the load and is released
+// when the link idles.
 type batcher struct {
-	l     *link
-	plain []byte // the record being filled
-	out   []byte // sealed records not yet written
-	hdr   [frameHeaderSize]byte
+	l   *link
+	out []byte // sealed records not yet written, then the record being filled
+	rec int    // offset in out of the record being filled; -1 when none
+	hdr [frameHeaderSize]byte
 }
+
+// sealTag is the AEAD tag a sealed record adds (crypto's record format).
+const sealTag = 16
 
 func newBatcher(l *link) *batcher {
-	return &batcher{l: l}
+	return &batcher{l: l, rec: -1}
 }
 
-// release drops the buffers; they grow again with the next frames.
-func (b *batcher) release() { b.plain, b.out = nil, nil }
+// release drops the buffer; it grows again with the next frames.
+func (b *batcher) release() { b.out, b.rec = nil, -1 }
 
 // frame appends one frame: its header, then head and body back to back.
 func (b *batcher) frame(kind byte, head, body []byte) error {
@@ -208,10 +214,15 @@ func (b *batcher) frame(kind byte, head, body []byte) error {
 // put appends bytes, sealing full records and writing full batches.
 func (b *batcher) put(p []byte) error {
 	for len(p) > 0 {
-		n := min(crypto.MaxRecordPlaintext-len(b.plain), len(p))
-		b.plain = append(b.plain, p[:n]...)
+		if b.rec < 0 {
+			b.rec = len(b.out)
+			b.out = append(b.out, make([]byte, crypto.RecordHeaderSize)...)
+		}
+		filled := len(b.out) - b.rec - crypto.RecordHeaderSize
+		n := min(crypto.MaxRecordPlaintext-filled, len(p))
+		b.out = append(b.out, p[:n]...)
 		p = p[n:]
-		if len(b.plain) < crypto.MaxRecordPlaintext {
+		if filled+n < crypto.MaxRecordPlaintext {
 			continue
 		}
 		if err := b.seal(); err != nil {
@@ -226,16 +237,20 @@ func (b *batcher) put(p []byte) error {
 	return nil
 }
 
+// seal seals the record being filled where it lies.
 func (b *batcher) seal() error {
-	if len(b.plain) == 0 {
+	if b.rec < 0 {
 		return nil
 	}
+	b.out = slices.Grow(b.out, sealTag) // room for the tag: Seal then stays in place
+	plain := b.out[b.rec+crypto.RecordHeaderSize:]
 	var err error
-	b.out, err = b.l.sess.Seal(b.out, b.plain)
-	b.plain = b.plain[:0]
+	b.out, err = b.l.sess.Seal(b.out[:b.rec], plain)
+	b.rec = -1
 	return err
 }
 
+// flush writes the sealed records; no record may be open.
 func (b *batcher) flush() error {
 	if len(b.out) == 0 {
 		return nil

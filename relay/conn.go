@@ -23,7 +23,10 @@ import (
 const (
 	flushSize  = 64 << 10
 	maxKeptBuf = 1 << 20
-	minKeptQ   = 1024 // an idle queue keeps a batch slice of up to this many messages
+	// directWriteSize is the payload size from which the writer writes a
+	// payload from where it is (writev) rather than copying it.
+	directWriteSize = 16 << 10
+	minKeptQ        = 1024 // an idle queue keeps a batch slice of up to this many messages
 )
 
 // errAppClose ends the read loop when the app sends CLOSE.
@@ -448,7 +451,23 @@ func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
 	}
 	c.srv.stats.msgsOut.Add(uint64(len(batch)))
 	for i := range batch {
-		buf = api.AppendDaemon(buf, &batch[i].msg)
+		m := &batch[i].msg
+		if len(m.Payload) >= directWriteSize {
+			// A large payload is written from where it is, after what is
+			// buffered and its head, in one writev: no copy.
+			var ok bool
+			if buf, ok = api.AppendDaemonHead(buf, m); ok {
+				bufs := net.Buffers{buf, m.Payload}
+				n, err := bufs.WriteTo(c.nc)
+				c.srv.stats.bytesOut.Add(uint64(n))
+				if err != nil {
+					return buf[:0], err
+				}
+				buf = buf[:0]
+				continue
+			}
+		}
+		buf = api.AppendDaemon(buf, m)
 		if len(buf) >= flushSize || i == len(batch)-1 {
 			n, err := c.nc.Write(buf)
 			c.srv.stats.bytesOut.Add(uint64(n))
