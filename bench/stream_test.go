@@ -63,6 +63,13 @@ func newPubSubNodes(tb testing.TB, sys string, nodes, subs int) (publisher, []*c
 		}
 		pub := irisConnect(tb, ds[0])
 		ctx := context.Background()
+		tb.Cleanup(func() { // where events went missing, if any
+			a, z := ds[0], ds[nodes-1]
+			if drops := a.Overlay().Stats().FramesDropped + z.Relay().Stats().DroppedEvents; drops > 0 {
+				tb.Logf("dropped: %d by the link queue, %d by the subscribers' queues; %d deliveries waited",
+					a.Overlay().Stats().FramesDropped, z.Relay().Stats().DroppedEvents, z.Relay().Stats().PublisherStalls)
+			}
+		})
 		return func(p []byte) error { return pub.Publish(ctx, "bench", p) }, counters
 	case "nats":
 		srvs := startNATS(tb, nodes)

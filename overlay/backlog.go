@@ -12,8 +12,11 @@ import "time"
 // a slow or stuck link costs each caller one bounded wait per backlog, not
 // one per frame.
 
-// MaxSendWait bounds one WaitBacklog.
-const MaxSendWait = 50 * time.Millisecond
+// MaxSendWait bounds one WaitBacklog. It is well above the relay's wait for
+// a subscriber (100 ms): the far daemon's reader may pause that long for one
+// of its subscribers (closing the TCP window), and the link is not stuck
+// then; cutting it loose would drop what that pause pushes back.
+const MaxSendWait = 300 * time.Millisecond
 
 // frameOverhead is what a queued frame costs beyond its bytes: its queue
 // slot and frame header, counted against SendQueueBytes.

@@ -73,7 +73,8 @@ type Config struct {
 	// SendQueueBytes bounds the bytes waiting per peer across both
 	// priorities: each frame's size plus 64 bytes (its queue slot and
 	// header). Default 64 MiB. Past half of either bound (at most 8192
-	// frames or 4 MiB), callers of WaitBacklog wait briefly for the link.
+	// frames or 4 MiB), callers of WaitBacklog wait for the link, at most
+	// MaxSendWait.
 	SendQueueBytes int
 
 	// HandshakeTimeout bounds the Noise handshake and the first record of

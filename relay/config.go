@@ -38,8 +38,8 @@ type Config struct {
 	// are never dropped and do not count here (see MaxPendingRequests).
 	// Raising it absorbs longer bursts at the cost of memory per slow app.
 	// Once half of it (or of SendQueueBytes, at most 8192 messages or 4 MiB)
-	// is queued, local apps publishing to the connection's topics wait
-	// briefly for it to drain rather than have events dropped (see
+	// is queued, deliveries of events wait for it to drain, at most 100 ms,
+	// slowing their publishers rather than dropping events (see
 	// docs/design-notes.md).
 	SendQueueLen int
 

@@ -23,9 +23,9 @@ import (
 // stalls nobody until its writer brings it under high water again.
 // Meanwhile it fills to its hard limits and drops, counted, as before (the
 // app is really slower). A subscriber keeping up with high water per
-// stallMax (8192 events or 4 MiB per 50 ms) paces what shares its
+// stallMax (8192 events or 4 MiB per 100 ms) paces what shares its
 // publisher or link; one slower than that is cut loose.
-const stallMax = 50 * time.Millisecond
+const stallMax = 100 * time.Millisecond
 
 // The high-water mark of a send queue is half of its limits, and at most
 // pressBytes and pressLen, so that a busy connection's batches stay small
