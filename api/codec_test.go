@@ -230,8 +230,9 @@ func TestAppendAllocs(t *testing.T) {
 	}
 }
 
-// TestDecodeAllocs: decoding in place costs one allocation per string or
-// payload field and nothing else.
+// TestDecodeAllocs: decoding in place costs one allocation per payload
+// field and per string field not decoded lately (a repeated name is
+// cached), and nothing else.
 func TestDecodeAllocs(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -239,10 +240,10 @@ func TestDecodeAllocs(t *testing.T) {
 		msg    Message
 		allocs float64
 	}{
-		{"client REQUEST", directions[0], Message{Op: OpRequest, ID: 1, Cluster: "svc", Payload: []byte("ping"), TimeoutMs: 10}, 2},
+		{"client REQUEST", directions[0], Message{Op: OpRequest, ID: 1, Cluster: "svc", Payload: []byte("ping"), TimeoutMs: 10}, 1},
 		{"client TUN_ALLOW", directions[0], Message{Op: OpTunAllow, ID: 1, Size: 10}, 0},
 		{"daemon REPLY", directions[1], Message{Op: OpReply, ID: 1, Success: true, Payload: []byte("pong")}, 1},
-		{"daemon PUBLISH", directions[1], Message{Op: OpPublish, Topic: "topic", Payload: []byte("ev")}, 2},
+		{"daemon PUBLISH", directions[1], Message{Op: OpPublish, Topic: "topic", Payload: []byte("ev")}, 1},
 	}
 	for _, c := range cases {
 		d := NewDecoder(&loopReader{b: c.dir.append(nil, &c.msg)}, Limits{})
@@ -310,4 +311,43 @@ func (f *firstErrReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return f.r.Read(p)
+}
+
+// TestDecodeNameCache: names that share a cache slot, or differ from a
+// cached one in the middle, still decode as sent.
+func TestDecodeNameCache(t *testing.T) {
+	var b []byte
+	topics := []string{"ab", "ba", "ab", "axb", "ayb", "axb", string(make([]byte, nameCacheMax+1)), "ab"}
+	for _, tp := range topics {
+		b = AppendDaemon(b, &Message{Op: OpPublish, Topic: tp, Payload: []byte("e")})
+	}
+	d := NewDecoder(bytes.NewReader(b), Limits{})
+	for _, want := range topics {
+		var m Message
+		if err := d.ReadDaemon(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Topic != want {
+			t.Fatalf("topic %q, want %q", m.Topic, want)
+		}
+	}
+}
+
+// TestAppendDaemonHead: the head and the payload together are the whole
+// encoding, for every opcode the head applies to.
+func TestAppendDaemonHead(t *testing.T) {
+	p := bytes.Repeat([]byte{7}, 300)
+	for _, m := range []Message{
+		{Op: OpBroadcast, Payload: p}, {Op: OpPush, Payload: p},
+		{Op: OpPublish, Topic: "news", Payload: p},
+		{Op: OpTunTransfer, ID: 9, Size: 1 << 20, Payload: p},
+	} {
+		head, ok := AppendDaemonHead([]byte("x"), &m)
+		if !ok || !bytes.Equal(append(head, p...), AppendDaemon([]byte("x"), &m)) {
+			t.Errorf("%s: head does not match AppendDaemon", m.Op)
+		}
+	}
+	if head, ok := AppendDaemonHead(nil, &Message{Op: OpReply, Payload: p}); ok || len(head) != 0 {
+		t.Error("REPLY has a head")
+	}
 }

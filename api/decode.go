@@ -12,6 +12,10 @@ import (
 // string or a full 64 KiB tunnel chunk, so those are read with one copy.
 const readBufferSize = 64 << 10
 
+// directReadSize is the field size from which readN reads what is not
+// buffered yet straight from the source.
+const directReadSize = 16 << 10
+
 // eagerAllocMax is the largest binary field allocated in one go as soon as
 // its length is known. Larger fields grow as their bytes actually arrive, so
 // a peer that declares a 16 MiB message and stalls costs at most this much.
@@ -21,6 +25,7 @@ const eagerAllocMax = 1 << 20
 // for concurrent use; a connection's read loop owns it.
 type Decoder struct {
 	br  *bufio.Reader
+	src io.Reader // what br reads from (br itself if it was passed in)
 	lim Limits
 
 	// err is the first error met while decoding the current message's
@@ -37,6 +42,29 @@ type Decoder struct {
 
 	// v11 admits the v1.1 opcodes (0x0e and up); see EnableV11.
 	v11 bool
+
+	// names holds recently decoded short strings (topics, cluster names),
+	// direct-mapped, so that a stream that repeats a name decodes it without
+	// allocating.
+	names [nameCacheSize]string
+}
+
+// A Decoder remembers nameCacheSize strings of at most nameCacheMax bytes.
+const (
+	nameCacheSize = 8
+	nameCacheMax  = 128
+)
+
+// cachedString returns p as a string, from the name cache when it holds it.
+func (d *Decoder) cachedString(p []byte) string {
+	if len(p) > nameCacheMax {
+		return string(p)
+	}
+	slot := &d.names[(len(p)^int(p[0])^int(p[len(p)-1]))%nameCacheSize]
+	if *slot != string(p) { // no allocation: the compiler compares in place
+		*slot = string(p)
+	}
+	return *slot
 }
 
 // EnableV11 makes the Decoder accept the opcodes of protocol v1.1. Call it
@@ -55,8 +83,14 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 	if err := lim.Validate(); err != nil {
 		panic(err)
 	}
+	br := bufio.NewReaderSize(r, readBufferSize) // reuses a big enough *bufio.Reader
+	src := r
+	if rb, ok := r.(*bufio.Reader); ok && rb == br {
+		src = br
+	}
 	return &Decoder{
-		br:       bufio.NewReaderSize(r, readBufferSize), // reuses a big enough *bufio.Reader
+		br:       br,
+		src:      src,
 		lim:      lim.withDefaults(),
 		eagerMax: eagerAllocMax,
 	}
@@ -222,13 +256,14 @@ func (d *Decoder) str(field string) string {
 		return ""
 	}
 	if n <= d.br.Size() {
-		// One allocation: copy straight out of the bufio buffer.
+		// At most one allocation: copy straight out of the bufio buffer
+		// (none for a name decoded lately).
 		p, err := d.br.Peek(n)
 		if err != nil {
 			d.fail(field, err)
 			return ""
 		}
-		s := string(p)
+		s := d.cachedString(p)
 		_, _ = d.br.Discard(n) // cannot fail after a successful Peek
 		return s
 	}
@@ -261,6 +296,19 @@ func (d *Decoder) blob(field string) []byte {
 // the slice (at most doubling) as data arrives, so the memory held never
 // exceeds twice what was received.
 func (d *Decoder) readN(n int) ([]byte, error) {
+	if n >= directReadSize && n <= d.eagerMax && d.br.Buffered() < n {
+		// Large: what is buffered, then the rest straight from the
+		// source, not through the bufio buffer (one copy fewer).
+		b := make([]byte, n)
+		k, _ := d.br.Read(b[:d.br.Buffered()]) // only buffered bytes: no read, no error
+		if _, err := io.ReadFull(d.src, b[k:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return b, nil
+	}
 	if n <= d.br.Size() && n <= d.eagerMax {
 		p, err := d.br.Peek(n)
 		if err != nil {

@@ -256,3 +256,22 @@ func appendSubscribed(dst []byte, m *Message) []byte {
 	}
 	return dst
 }
+
+// AppendDaemonHead is AppendDaemon without the bytes of m.Payload when the
+// payload is the last field of m's encoding (BROADCAST, PUBLISH, PUSH,
+// TUN_TRANSFER): it appends everything before them and reports true, and
+// the caller writes m.Payload right after (one writev, no copy of a large
+// payload). For other opcodes it appends nothing and reports false.
+func AppendDaemonHead(dst []byte, m *Message) ([]byte, bool) {
+	switch m.Op {
+	case OpBroadcast, OpPush:
+		dst = append(dst, byte(m.Op))
+	case OpPublish:
+		dst = appendString(append(dst, byte(m.Op)), m.Topic)
+	case OpTunTransfer:
+		dst = binary.AppendUvarint(binary.AppendUvarint(append(dst, byte(m.Op)), m.ID), m.Size)
+	default:
+		return dst, false
+	}
+	return binary.AppendUvarint(dst, uint64(len(m.Payload))), true
+}

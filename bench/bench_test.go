@@ -99,7 +99,9 @@ func runRequests(b *testing.B, req requester, inflight int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
+	defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/msg") }()
 	for range inflight {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {

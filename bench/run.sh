@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs the side-by-side benchmarks (Iris, NATS, raw TCP) and summarizes them.
 #
-#   bench/run.sh                        # every benchmark, 6 rounds of 1s each
+#   bench/run.sh                        # every benchmark, 3 rounds of 1s each, then profiles: ~10 min on 2 cores
 #   COUNT=10 BENCH=Request bench/run.sh
 #
 # Environment:
-#   COUNT      rounds (default 6, the fewest for which benchstat gives a
-#              confidence interval)
+#   COUNT      rounds (default 3; 6 is the fewest for which benchstat
+#              gives a confidence interval)
 #   BENCHTIME  -benchtime of each benchmark in a round (default 1s)
 #   BENCH      -bench regexp (default .)
+#   PROFILES   1 (default) also writes CPU and allocation profiles of Iris
+#              on each streaming and request workload to bench/profiles/;
+#              0 skips them
 #
 # Each round runs every selected benchmark once (-count=1), so the samples
 # of the systems compared are interleaved in time rather than taken in one
@@ -20,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-count=${COUNT:-6}
+count=${COUNT:-3}
 benchtime=${BENCHTIME:-1s}
 bench=${BENCH:-.}
 out=results/latest.txt
@@ -38,6 +41,27 @@ done
 echo
 echo "== medians of $count rounds and ratios (below 1: iris takes less time)"
 go run ./cmd/benchratio "$out"
+
+if [[ ${PROFILES:-1} == 1 ]]; then
+	echo "== profiles of iris (bench/profiles/NAME-{cpu,mem}.pb.gz)" >&2
+	mkdir -p profiles
+	while read -r name pattern; do
+		"$bin" -test.run '^$' -test.bench "$pattern" -test.benchmem -test.count 1 \
+			-test.benchtime 2s -test.cpuprofile "profiles/$name-cpu.pb.gz" \
+			-test.memprofile "profiles/$name-mem.pb.gz" -test.memprofilerate 65536 \
+			-test.timeout 10m | grep '^Benchmark' >&2
+	done <<-EOF
+		request1 ^BenchmarkRequest$/^nodes=1$/^sys=iris$/^inflight=64$
+		request2 ^BenchmarkRequest$/^nodes=2$/^sys=iris$/^inflight=64$
+		pubsub1 ^BenchmarkPubSub$/^nodes=1$/^subs=1$/^size=64$/^sys=iris$
+		pubsub2 ^BenchmarkPubSub$/^nodes=2$/^subs=1$/^size=64$/^sys=iris$
+		fanout1 ^BenchmarkPubSub$/^nodes=1$/^subs=4$/^size=64$/^sys=iris$
+		fanout2 ^BenchmarkPubSub$/^nodes=2$/^subs=4$/^size=64$/^sys=iris$
+		tunnel1 ^BenchmarkTunnel$/^nodes=1$/^sys=iris$
+		tunnel2 ^BenchmarkTunnel$/^nodes=2$/^sys=iris$
+	EOF
+	echo "   read one with: go tool pprof -top bench/results/bench.test bench/profiles/pubsub2-cpu.pb.gz" >&2
+fi
 
 benchstat=$(command -v benchstat || true)
 if [[ -z $benchstat ]]; then

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,7 @@ type Node struct {
 	rpats         sublist[*remoteNode]       // remote daemons' patterns
 
 	mcache *matchCache // Publish's match results while patterns exist (subject.go)
+	heads  headCache   // frame headers of recent publishes and broadcasts (headcache.go)
 	conf   confirms    // waits for the other daemons to confirm the table (confirm.go)
 
 	tun tunnels
@@ -104,6 +106,7 @@ func New(cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	return &Node{
+		heads:      headCache{seed: maphash.MakeSeed()},
 		instance:   rand.Uint64() | 1,
 		cfg:        c,
 		log:        c.Logger.With().Str("component", "cluster").Logger(),

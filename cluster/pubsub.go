@@ -3,8 +3,10 @@ package cluster
 import "github.com/iris-mesh/iris/overlay"
 
 // Subscriber receives the events of a topic. HandleEvent is called from
-// daemon goroutines and must not block: the subscriber drops and counts
-// what it cannot queue.
+// daemon goroutines (a local publisher's, a link's reader) with no lock
+// held. It must not block for long: it may wait briefly for room, which
+// slows the publisher or the link, but drops and counts what it cannot
+// queue.
 type Subscriber interface {
 	HandleEvent(topic string, event []byte)
 }
@@ -84,7 +86,7 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 	if len(t.near)+len(t.far) == 0 {
 		return
 	}
-	head := nameHead(fBroadcast, cluster)
+	head := n.heads.get(fBroadcast, cluster)
 	for _, ts := range [][]remoteTarget{t.near, t.far} {
 		for i := range ts {
 			if ov.SendIfUp(ts[i].node.id, overlay.Bulk, head, msg) != nil {
@@ -97,6 +99,9 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 // Publish delivers event to every subscriber of topic, and of a subject
 // pattern topic matches: local ones directly and one copy to each other
 // daemon with subscribers. The caller must not modify event afterwards.
+// When the link to such a daemon is backlogged, Publish waits for it
+// briefly (overlay.WaitBacklog), so a publisher slows rather than lose
+// events.
 func (n *Node) Publish(topic string, event []byte) {
 	n.mu.RLock()
 	subs, remotes := n.matchLocked(topic)
@@ -109,14 +114,25 @@ func (n *Node) Publish(topic string, event []byte) {
 	if len(remotes) == 0 {
 		return
 	}
-	head := nameHead(fPublish, topic)
+	head := n.heads.get(fPublish, topic)
 	for _, r := range remotes {
 		if ov.SendIfUp(r.id, overlay.Bulk, head, event) != nil {
 			n.stats.dropped.Add(1)
 			n.stats.eventsDropped.Add(1)
 		}
 	}
+	// The publisher (an app's read loop) slows to the links' pace rather
+	// than have its next events dropped; bounded (overlay.MaxSendWait).
+	if w, ok := ov.(backlogWaiter); ok {
+		for _, r := range remotes {
+			w.WaitBacklog(r.id)
+		}
+	}
 }
+
+// backlogWaiter is the part of *overlay.Overlay Publish uses to wait for a
+// backlogged link; an Overlay without it never makes publishers wait.
+type backlogWaiter interface{ WaitBacklog(id string) bool }
 
 func (n *Node) handleBroadcast(rd *reader) error {
 	cluster := rd.name()

@@ -66,12 +66,15 @@ type Config struct {
 
 	// SendQueueLen bounds the frames waiting per peer, per priority. When the
 	// queue is full, Send fails with ErrBackpressure; the caller decides what
-	// to drop. Default 8192. The queues are allocated as frames arrive and
+	// to drop. Default 65536. The queues are allocated as frames arrive and
 	// released when they run empty, so an idle peer costs none of it.
 	SendQueueLen int
 
-	// SendQueueBytes bounds the payload bytes waiting per peer across both
-	// priorities. Default 64 MiB.
+	// SendQueueBytes bounds the bytes waiting per peer across both
+	// priorities: each frame's size plus 64 bytes (its queue slot and
+	// header). Default 64 MiB. Past half of either bound (at most 8192
+	// frames or 4 MiB), callers of WaitBacklog wait for the link, at most
+	// MaxSendWait.
 	SendQueueBytes int
 
 	// HandshakeTimeout bounds the Noise handshake and the first record of
@@ -213,7 +216,7 @@ func DefaultConfig() *Config {
 		ListenAddr:           fmt.Sprintf("0.0.0.0:%d", DefaultPort),
 		Logger:               zerolog.Nop(),
 		MaxFrameSize:         DefaultMaxFrameSize,
-		SendQueueLen:         8192,
+		SendQueueLen:         65536,
 		SendQueueBytes:       64 << 20,
 		HandshakeTimeout:     5 * time.Second,
 		FirstMessageTimeout:  2 * time.Second,

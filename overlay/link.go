@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,6 +178,7 @@ func (l *link) writeLoop() error {
 		}
 		if beat {
 			b.release() // idle for KeepaliveInterval: hold no buffers
+			p.releaseIdle()
 		}
 		if !beat && !idle.Stop() {
 			select { // drain a tick that fired meanwhile
@@ -189,21 +191,26 @@ func (l *link) writeLoop() error {
 }
 
 // batcher packs frames into records of up to MaxRecordPlaintext bytes and
-// sealed records into writes of about flushThreshold bytes. Its buffers
-// grow with the load and are released when the link idles.
+// sealed records into writes of about flushThreshold bytes. Frames are
+// copied once, into the write buffer right where their record goes, and
+// sealed there in place. Its buffer grows with the load and is released
+// when the link idles.
 type batcher struct {
-	l     *link
-	plain []byte // the record being filled
-	out   []byte // sealed records not yet written
-	hdr   [frameHeaderSize]byte
+	l   *link
+	out []byte // sealed records not yet written, then the record being filled
+	rec int    // offset in out of the record being filled; -1 when none
+	hdr [frameHeaderSize]byte
 }
+
+// sealTag is the AEAD tag a sealed record adds (crypto's record format).
+const sealTag = 16
 
 func newBatcher(l *link) *batcher {
-	return &batcher{l: l}
+	return &batcher{l: l, rec: -1}
 }
 
-// release drops the buffers; they grow again with the next frames.
-func (b *batcher) release() { b.plain, b.out = nil, nil }
+// release drops the buffer; it grows again with the next frames.
+func (b *batcher) release() { b.out, b.rec = nil, -1 }
 
 // frame appends one frame: its header, then head and body back to back.
 func (b *batcher) frame(kind byte, head, body []byte) error {
@@ -221,10 +228,15 @@ func (b *batcher) frame(kind byte, head, body []byte) error {
 // put appends bytes, sealing full records and writing full batches.
 func (b *batcher) put(p []byte) error {
 	for len(p) > 0 {
-		n := min(crypto.MaxRecordPlaintext-len(b.plain), len(p))
-		b.plain = append(b.plain, p[:n]...)
+		if b.rec < 0 {
+			b.rec = len(b.out)
+			b.out = append(b.out, make([]byte, crypto.RecordHeaderSize)...)
+		}
+		filled := len(b.out) - b.rec - crypto.RecordHeaderSize
+		n := min(crypto.MaxRecordPlaintext-filled, len(p))
+		b.out = append(b.out, p[:n]...)
 		p = p[n:]
-		if len(b.plain) < crypto.MaxRecordPlaintext {
+		if filled+n < crypto.MaxRecordPlaintext {
 			continue
 		}
 		if err := b.seal(); err != nil {
@@ -239,16 +251,20 @@ func (b *batcher) put(p []byte) error {
 	return nil
 }
 
+// seal seals the record being filled where it lies.
 func (b *batcher) seal() error {
-	if len(b.plain) == 0 {
+	if b.rec < 0 {
 		return nil
 	}
+	b.out = slices.Grow(b.out, sealTag) // room for the tag: Seal then stays in place
+	plain := b.out[b.rec+crypto.RecordHeaderSize:]
 	var err error
-	b.out, err = b.l.sess.Seal(b.out, b.plain)
-	b.plain = b.plain[:0]
+	b.out, err = b.l.sess.Seal(b.out[:b.rec], plain)
+	b.rec = -1
 	return err
 }
 
+// flush writes the sealed records; no record may be open.
 func (b *batcher) flush() error {
 	if len(b.out) == 0 {
 		return nil
@@ -444,9 +460,11 @@ type peer struct {
 	o  *Overlay
 	id string
 
-	qmu         sync.Mutex // protects q
+	qmu         sync.Mutex // protects q, backlogCh, backlogSlow
 	q           [2]fifo    // control, bulk; drained by the current link's writer
 	queuedBytes atomic.Int64
+	backlogCh   chan struct{} // closed when the queues fall under the backlog mark (backlog.go)
+	backlogSlow bool          // a WaitBacklog timed out in this backlog
 	wake        chan struct{} // a frame was queued; cap 1
 	hasLink     atomic.Bool   // fast path for Send: no dial needed
 	linkUpCh    chan struct{}
@@ -503,9 +521,24 @@ func (q *fifo) pop() (qframe, bool) {
 	q.s[q.h] = qframe{}
 	q.h++
 	if q.h == len(q.s) {
-		q.s, q.h = nil, 0
+		// Empty: keep the slice for the next frames (a busy link would
+		// otherwise regrow it after every catch-up); the writer releases
+		// it once the link idles (releaseIdle).
+		q.s, q.h = q.s[:0], 0
 	}
 	return f, true
+}
+
+// releaseIdle drops the slices of empty queues, so that a peer's burst
+// does not pin memory while it idles.
+func (p *peer) releaseIdle() {
+	p.qmu.Lock()
+	for i := range p.q {
+		if p.q[i].len() == 0 {
+			p.q[i] = fifo{}
+		}
+	}
+	p.qmu.Unlock()
 }
 
 // next blocks for the next frame, control first. It returns ok=false when
@@ -537,7 +570,10 @@ func (p *peer) poll() (qframe, bool) {
 		f, ok = p.q[Bulk].pop()
 	}
 	if ok {
-		p.queuedBytes.Add(-int64(f.size()))
+		p.queuedBytes.Add(-int64(f.size() + frameOverhead))
+		if p.backlogCh != nil {
+			p.releaseBacklogLocked()
+		}
 	}
 	return f, ok
 }
@@ -548,14 +584,16 @@ func (p *peer) drop() int {
 	n := p.q[Control].len() + p.q[Bulk].len()
 	p.q = [2]fifo{}
 	p.queuedBytes.Store(0)
+	p.releaseBacklogLocked()
 	p.qmu.Unlock()
 	return n
 }
 
 // enqueue queues f without blocking; the queues are bounded in bytes
-// (SendQueueBytes, both together) and in frames (SendQueueLen each).
+// (SendQueueBytes, both together, frameOverhead per frame included) and in
+// frames (SendQueueLen each).
 func (p *peer) enqueue(prio Priority, f qframe) error {
-	n := int64(f.size())
+	n := int64(f.size() + frameOverhead)
 	if prio != Control {
 		prio = Bulk
 	}

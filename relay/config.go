@@ -34,14 +34,20 @@ type Config struct {
 	// delivered requests queued for the app and not yet taken by its writer.
 	// When it is full, broadcasts and events are dropped and counted (the app
 	// is a slow consumer) and new requests are refused, so the cluster places
-	// them on another member. Default 4096. Replies to the app's own requests
+	// them on another member. Default 65536. Replies to the app's own requests
 	// are never dropped and do not count here (see MaxPendingRequests).
 	// Raising it absorbs longer bursts at the cost of memory per slow app.
+	// Once half of it (or of SendQueueBytes, at most 8192 messages or 4 MiB)
+	// is queued, deliveries of events wait for it to drain, at most 100 ms,
+	// slowing their publishers rather than dropping events (see
+	// docs/design-notes.md).
 	SendQueueLen int
 
-	// SendQueueBytes bounds the payload bytes of the same traffic, per
-	// connection, with the same drop policy. Default 64 MiB. A message larger
-	// than this still goes through when nothing else of its kind is queued.
+	// SendQueueBytes bounds the bytes of the same traffic, per connection,
+	// with the same drop policy: payloads plus a per-message overhead (about
+	// 160 bytes, the queue slot), also drawn from MemoryBudget. Default
+	// 64 MiB. A message larger than this still goes through when nothing
+	// else of its kind is queued.
 	SendQueueBytes int
 
 	// MaxPendingRequests bounds, per connection, the requests and tunnel
@@ -152,7 +158,7 @@ func DefaultConfig() *Config {
 		Limits:             api.DefaultLimits(),
 		Logger:             zerolog.Nop(),
 		HandshakeTimeout:   5 * time.Second,
-		SendQueueLen:       4096,
+		SendQueueLen:       65536,
 		SendQueueBytes:     64 << 20,
 		MaxPendingRequests: 65536,
 

@@ -212,13 +212,18 @@ type topicSub struct {
 }
 
 // HandleEvent implements cluster.Subscriber: it queues the event, or drops
-// and counts it when the app is not keeping up. It never blocks.
+// and counts it when the app is not keeping up. Past the queue's high
+// water it waits, at most stallMax, for the writer (pressure.go).
 func (ts *topicSub) HandleEvent(topic string, event []byte) {
 	if !ts.active.Load() {
 		return // unsubscribed: the cluster may still be finishing a delivery
 	}
 	m := api.Message{Op: api.OpPublish, Topic: topic, Payload: event}
-	if !ts.c.q.offer(&m, kindBulk) {
+	ok, waited := ts.c.q.offerPub(&m, false)
+	if waited {
+		ts.c.srv.stats.publisherStalls.Add(1)
+	}
+	if !ok {
 		ts.c.srv.stats.droppedEvents.Add(1)
 		ts.c.slowConsumer()
 	}

@@ -54,6 +54,7 @@ func testLogger(t testing.TB) zerolog.Logger {
 func startDaemon(t testing.TB, mod func(*relay.Config)) *daemon {
 	t.Helper()
 	ccfg := cluster.DefaultConfig()
+	ccfg.TunnelWindow = 1 << 20 // TestTunnelViolations overruns it: keep it small
 	ccfg.Logger = testLogger(t)
 	node, err := cluster.New(ccfg)
 	if err != nil {

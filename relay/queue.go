@@ -3,6 +3,7 @@ package relay
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/iris-mesh/iris/api"
 )
@@ -78,7 +79,23 @@ type sendQueue struct {
 	gap     uint64 // events dropped since the last GAP (v1.1; subs.go)
 	// gapStat counts the GAPs sent (Server stats); nil in tests.
 	gapStat *atomic.Uint64
+
+	// Subscriber pushback (pressure.go): high water in bytes and count,
+	// the pressed spell's channel (nil when under high water), and whether
+	// a delivery gave up waiting for this queue in this spell.
+	hwBytes, hwLen int
+	press          chan struct{}
+	slow           bool
+	// recent is the size of the recent batches (decaying): take keeps a
+	// spare slice that large for the writer.
+	recent int
 }
+
+// msgOverhead is what a queued message costs beyond its payload bytes (its
+// outMsg slot and the writer's encoding of the header), counted against
+// SendQueueBytes and the memory budget for broadcasts, events and
+// delivered requests, so that the byte bounds hold for small messages too.
+const msgOverhead = int(unsafe.Sizeof(outMsg{}))
 
 func newSendQueue(bulkLen, bulkBytes, answerBytes, maxAnswers int, mem *budget) *sendQueue {
 	return &sendQueue{
@@ -87,6 +104,8 @@ func newSendQueue(bulkLen, bulkBytes, answerBytes, maxAnswers int, mem *budget) 
 		answerBytes: answerBytes,
 		hardLen:     bulkLen + maxAnswers,
 		mem:         mem,
+		hwBytes:     max(min(bulkBytes/2, pressBytes), 1),
+		hwLen:       max(min(bulkLen/2, pressLen), 1),
 		wakeCh:      make(chan struct{}, 1),
 		roomCh:      make(chan struct{}, 1),
 	}
@@ -128,7 +147,7 @@ func (q *sendQueue) offer(m *api.Message, k kind) bool {
 
 // offerLocked is offer with q.mu held.
 func (q *sendQueue) offerLocked(m *api.Message, k kind) bool {
-	n := len(m.Payload)
+	n := len(m.Payload) + msgOverhead
 	ok := q.state == queueOpen && q.nBulk < q.bulkLen &&
 		(q.nBytes+n <= q.bulkBytes || q.nBytes == 0) && q.chargeLocked(n)
 	if ok {
@@ -244,6 +263,7 @@ func (q *sendQueue) abort() {
 	q.mu.Lock()
 	q.state = queueAborted
 	q.discardLocked()
+	q.releasePressLocked(true)
 	q.mu.Unlock()
 	signal(q.wakeCh)
 	signal(q.roomCh)
@@ -275,6 +295,7 @@ func (q *sendQueue) releaseLocked(items []outMsg) {
 func (q *sendQueue) written(batch []outMsg) {
 	q.mu.Lock()
 	q.releaseLocked(batch)
+	q.releasePressLocked(false)
 	q.mu.Unlock()
 }
 
@@ -289,6 +310,7 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 			return nil, false
 		}
 		if len(q.items) > 0 || q.gap > 0 {
+			q.recent = max(len(q.items), q.recent-q.recent/8)
 			batch := q.takeGapLocked(q.items)
 			q.items = spare[:0]
 			q.nBulk = 0 // bytes count until written
@@ -297,6 +319,9 @@ func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
 			return batch, true
 		}
 		sealed := q.state == queueSealed
+		if cap(q.items) > max(minKeptQ, 4*q.recent) {
+			q.items = nil // the bursts are over: do not hold their slice
+		}
 		q.mu.Unlock()
 		if sealed {
 			return nil, false

@@ -11,7 +11,7 @@ func msg(op api.Opcode, payload int) *api.Message {
 }
 
 func TestQueueBulkBudget(t *testing.T) {
-	q := newSendQueue(3, 100, 1<<20, 2, nil)
+	q := newSendQueue(3, 100+3*msgOverhead, 1<<20, 2, nil) // bytes count payload and overhead
 	for i := range 3 {
 		if !q.offer(msg(api.OpPublish, 10), kindBulk) {
 			t.Fatalf("offer %d refused", i)
@@ -29,10 +29,10 @@ func TestQueueBulkBudget(t *testing.T) {
 	}
 	q.written(batch)
 	// The budget is free again once the writer wrote the batch; bytes count too.
-	if !q.offer(msg(api.OpPublish, 90), kindBulk) {
+	if !q.offer(msg(api.OpPublish, 60+2*msgOverhead), kindBulk) {
 		t.Fatal("offer refused after take")
 	}
-	if q.offer(msg(api.OpPublish, 20), kindBulk) {
+	if q.offer(msg(api.OpPublish, 50), kindBulk) {
 		t.Fatal("offer beyond SendQueueBytes admitted")
 	}
 	batch, _ = q.take(batch)
@@ -106,8 +106,8 @@ func TestQueueBytesCountUntilWritten(t *testing.T) {
 	if q.offer(msg(api.OpPublish, 100<<10), kindBulk) {
 		t.Fatal("offer beyond SendQueueBytes admitted while the writer holds a batch")
 	}
-	if got := mem.used.Load(); got != 150<<10-freeAllowance {
-		t.Fatalf("budget used %d, want %d", got, 150<<10-freeAllowance)
+	if got, want := mem.used.Load(), int64(150<<10+msgOverhead-freeAllowance); got != want {
+		t.Fatalf("budget used %d, want %d", got, want)
 	}
 	// Replies: one large one passes alone; the next is a fault.
 	if ok, fault := q.push(&api.Message{Op: api.OpReply, ID: 1, Payload: make([]byte, 120<<10)}); !ok || fault != "" {
@@ -125,7 +125,7 @@ func TestQueueBytesCountUntilWritten(t *testing.T) {
 	// A full budget refuses beyond the allowance.
 	mem = &budget{limit: 10}
 	q = newSendQueue(100, 1<<20, 1<<20, 10, mem)
-	if !q.offer(msg(api.OpPublish, freeAllowance), kindBulk) {
+	if !q.offer(msg(api.OpPublish, freeAllowance-msgOverhead), kindBulk) {
 		t.Fatal("offer within the allowance refused")
 	}
 	if q.offer(msg(api.OpPublish, 11), kindBulk) || mem.refused.Load() != 1 {

@@ -49,6 +49,10 @@ type Stats struct {
 	SubscribesConfirmed uint64 // SUBSCRIBEs answered with SUBSCRIBED
 	RegistersConfirmed  uint64 // service INITs answered once the member was known network-wide
 	Unconfirmed         uint64 // of those, answered with daemons that had not confirmed
+
+	// PublisherStalls counts event deliveries that waited for a
+	// subscriber's queue to fall under high water (pressure.go).
+	PublisherStalls uint64
 }
 
 // counters are the Server's live Stats.
@@ -65,6 +69,7 @@ type counters struct {
 	interestRefused                                atomic.Uint64
 	gapNotices, subscribesConfirmed                atomic.Uint64
 	registersConfirmed, unconfirmed                atomic.Uint64
+	publisherStalls                                atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -101,6 +106,7 @@ func (c *counters) snapshot() Stats {
 		SubscribesConfirmed: c.subscribesConfirmed.Load(),
 		RegistersConfirmed:  c.registersConfirmed.Load(),
 		Unconfirmed:         c.unconfirmed.Load(),
+		PublisherStalls:     c.publisherStalls.Load(),
 	}
 }
 

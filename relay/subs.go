@@ -19,15 +19,20 @@ import (
 type eventSink struct{ c *conn }
 
 // HandleEvent implements cluster.Subscriber: it queues the event, or drops
-// it and counts it for the next GAP when the app is not keeping up. It
-// never blocks.
+// it and counts it for the next GAP when the app is not keeping up. Past
+// the queue's high water it waits, at most stallMax, for the writer
+// (pressure.go).
 func (s *eventSink) HandleEvent(topic string, event []byte) {
 	c := s.c
 	if c.closing.Load() {
 		return
 	}
 	m := api.Message{Op: api.OpPublish, Topic: topic, Payload: event}
-	if !c.q.offerEvent(&m) {
+	ok, waited := c.q.offerPub(&m, true)
+	if waited {
+		c.srv.stats.publisherStalls.Add(1)
+	}
+	if !ok {
 		c.srv.stats.droppedEvents.Add(1)
 		c.slowConsumer()
 	}

@@ -18,8 +18,9 @@ const (
 	writeBatchSize  = 64 << 10
 	directWriteSize = 32 << 10
 	// maxPooledBuf is the largest encoding buffer returned to bufPool, so
-	// that one big message does not pin its buffer forever.
-	maxPooledBuf = 64 << 10
+	// that one big message does not pin its buffer forever. It holds a
+	// 64 KiB tunnel chunk with its header, so bulk tunnels reuse buffers.
+	maxPooledBuf = 80 << 10
 )
 
 // bufPool holds buffers for encoded outgoing messages. Callers encode into

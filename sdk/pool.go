@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -81,39 +82,58 @@ func (p *pool) push(d delivery) bool {
 }
 
 // work runs deliveries until the queue is empty or the pool is closed.
+// Before it exits it yields once and looks again, so a steady stream whose
+// reader is a moment behind keeps one worker rather than starting a
+// goroutine per delivery.
 func (p *pool) work() {
+	d := new(delivery) // one per worker: run takes a pointer, which escapes
+	yielded := false
 	for {
-		d, lost, ok := p.pop()
+		var lost uint64
+		var ok, out bool
+		*d, lost, ok, out = p.pop(!yielded)
 		if !ok {
-			return
+			if out {
+				return
+			}
+			yielded = true
+			runtime.Gosched()
+			continue
 		}
+		yielded = false
 		if lost > 0 {
 			p.onLost(lost)
 		}
-		p.run(&d)
+		p.run(d)
+		*d = delivery{} // drop the payload reference
 	}
 }
 
 // pop takes the oldest waiting delivery, and the count of deliveries
 // refused since the last pop reported one. When there is none (or the pool
-// is closed) it counts the calling worker out and returns false.
-func (p *pool) pop() (delivery, uint64, bool) {
+// is closed) it returns ok false, and unless stay is set (the worker will
+// look again) and the pool is open, counts the calling worker out and
+// returns out true.
+func (p *pool) pop(stay bool) (d delivery, lost uint64, ok, out bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.head == len(p.queue) {
-		p.active--
-		return delivery{}, 0, false
+		if !stay || p.closed {
+			p.active--
+			return delivery{}, 0, false, true
+		}
+		return delivery{}, 0, false, false
 	}
-	lost := p.lost
+	lost = p.lost
 	p.lost = 0
-	d := p.queue[p.head]
+	d = p.queue[p.head]
 	p.queue[p.head] = delivery{} // drop the payload reference
 	p.head++
 	if p.head == len(p.queue) {
 		p.queue, p.head = p.queue[:0], 0
 	}
 	p.used -= d.cost()
-	return d, lost, true
+	return d, lost, true, false
 }
 
 // close discards the waiting deliveries and refuses new ones. Running

@@ -139,7 +139,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs.StringVar(&r.gossip, "gossip", "lan", "failure-detection timers: `lan` (a silent daemon is declared dead after about 5-25 s) or local (about 2-5 s; loopback tests)")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.IntVar(&r.maxMessage, "max-message", 0, "largest app message in `BYTES` (a larger one closes that app's connection; default 16 MiB)")
-	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 4096)")
+	fs.IntVar(&r.appQueue, "app-queue", 0, "messages queued per app before its broadcasts and events are dropped (slow consumer; default 65536)")
 	fs.IntVar(&r.maxApps, "max-apps", 0, "app connections open at once; more are refused (default 16384)")
 	fs.IntVar(&r.memberCapacity, "member-capacity", 0, "requests a member may have in flight before balancing prefers others (default 128)")
 	fs.DurationVar(&r.drainTimeout, "drain-timeout", daemon.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long local apps may take to answer the requests they hold, with no new work sent here, before the daemon leaves (`DURATION`, 0 skips the drain; or $IRIS_DRAIN_TIMEOUT)")

@@ -1,11 +1,12 @@
 // Command benchratio summarizes the output of the side-by-side benchmarks:
 // for each benchmark, the median ns/op and allocs/op of each system (the
 // sys=NAME element of the benchmark's name), and how one system's ns/op
-// compares with the others', as a Markdown table.
+// compares with the others', as a Markdown table; then the medians of the
+// streaming benchmarks' own metrics (lost%, cpu-ns/msg) when present.
 //
 // Usage:
 //
-//	benchratio [-of iris] [-to nats,tcp] results/latest.txt
+//	benchratio [-of iris] [-to nats,tcp,tcpgcm] results/latest.txt
 //
 // A ratio above 1 means the -of system took longer per operation. When
 // every system has as many samples (run.sh's rounds, each running every
@@ -36,7 +37,7 @@ type samples map[string]map[string][]float64
 
 func main() {
 	of := flag.String("of", "iris", "the system whose ratios are shown")
-	to := flag.String("to", "nats,tcp", "comma-separated systems to divide by")
+	to := flag.String("to", "nats,tcp,tcpgcm", "comma-separated systems to divide by")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "usage: benchratio [-of sys] [-to sys,...] [file]")
 		flag.PrintDefaults()
@@ -135,9 +136,23 @@ func printTable(w io.Writer, names, systems []string, data map[string]samples, o
 	for _, s := range systems {
 		fmt.Fprintf(w, " %s allocs/op |", s)
 	}
+	// Custom metrics of the streaming benchmarks, when any has them.
+	var extra []string
+	for _, unit := range []string{"lost%", "cpu-ns/msg"} {
+		for _, d := range data {
+			if hasUnit(d, unit) && !slices.Contains(extra, unit) {
+				extra = append(extra, unit)
+			}
+		}
+	}
+	for _, unit := range extra {
+		for _, s := range systems {
+			fmt.Fprintf(w, " %s %s |", s, unit)
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "|---|")
-	fmt.Fprint(w, strings.Repeat("--:|", 2*len(systems)+len(to)))
+	fmt.Fprint(w, strings.Repeat("--:|", (2+len(extra))*len(systems)+len(to)))
 	fmt.Fprintln(w)
 	for _, n := range names {
 		d := data[n]
@@ -151,8 +166,23 @@ func printTable(w io.Writer, names, systems []string, data map[string]samples, o
 		for _, s := range systems {
 			fmt.Fprintf(w, " %s |", formatAllocs(d[s]["allocs/op"]))
 		}
+		for _, unit := range extra {
+			for _, s := range systems {
+				fmt.Fprintf(w, " %s |", format(d[s][unit]))
+			}
+		}
 		fmt.Fprintln(w)
 	}
+}
+
+// hasUnit reports whether any system of one benchmark measured unit.
+func hasUnit(d samples, unit string) bool {
+	for _, units := range d {
+		if len(units[unit]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // format prints the median of vs with a precision that suits its size.
