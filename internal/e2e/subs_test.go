@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/iris-mesh/iris/api"
+	"github.com/iris-mesh/iris/daemon"
 	"github.com/iris-mesh/iris/internal/leakcheck"
+	"github.com/iris-mesh/iris/relay"
 	"github.com/iris-mesh/iris/sdk"
 )
 
@@ -173,7 +175,17 @@ func TestStalledSubscriberToldExactLoss(t *testing.T) {
 	if testing.Short() {
 		stall = time.Second
 	}
-	d := startNet(t, 1)[0]
+	// The stalled subscribers must overflow their queues within the stall:
+	// with -short (1 s) the default queue (65536 messages, 64 MiB) absorbs
+	// what a loaded machine publishes in that time, so the daemon gets the
+	// queue length the default was before issue 12.
+	d := startNetWith(t, 1, func(c *daemon.Config) {
+		if testing.Short() {
+			rc := relay.DefaultConfig()
+			rc.SendQueueLen = 4096
+			c.Relay = rc
+		}
+	})[0]
 	ctx := context.Background()
 	pub, fast := connect(t, d), connect(t, d)
 	var fastGot atomic.Uint64
