@@ -39,8 +39,11 @@ const freeAllowance = 64 << 10
 
 // lowTierAfter: a connection whose queue already draws this much from the
 // queue half of the budget may only use half of that; the rest stays for
-// connections that keep up.
-const lowTierAfter = 256 << 10
+// connections that keep up. 1 MiB: since queued messages count their slot
+// (msgOverhead) too, a subscriber that keeps up with a few hundred 1 KiB
+// events in flight draws over 256 KiB, and at 256 KiB it was starved by a
+// stalled one holding the low half.
+const lowTierAfter = 1 << 20
 
 // maxChargedRead bounds one read from an app's socket: what a read brings
 // in is charged after it.
