@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -99,26 +98,7 @@ func newPubSubNodes(tb testing.TB, sys string, nodes, subs int) (publisher, []*c
 		})
 		return func(p []byte) error { return pub.Publish("bench", p) }, counters
 	case "tcp":
-		n := newTCPNet(tb)
-		stop := make(chan struct{})
-		tb.Cleanup(func() { close(stop) })
-		pub, hubIn := n.pair()
-		for range nodes - 1 {
-			out, next := n.pair()
-			n.goForward(hubIn, out)
-			hubIn = next
-		}
-		counters := make([]*counter, subs)
-		outs := make([]net.Conn, subs)
-		for i := range counters {
-			counters[i] = &counter{}
-			var sub net.Conn
-			outs[i], sub = n.pair()
-			n.goCount(sub, counters[i])
-		}
-		n.goForward(hubIn, outs...)
-		w := n.newTCPWriter(pub, stop)
-		return func(p []byte) error { return w.send(p, nil) }, counters
+		return tcpPubSubHops(tb, nodes, subs)
 	}
 	tb.Fatalf("unknown system %q", sys)
 	return nil, nil

@@ -260,11 +260,22 @@ func tcpRequester(tb testing.TB, nodes int) requester {
 // tcpPubSub builds publisher → hub → subscribers and returns the
 // publisher and the subscribers' counters.
 func tcpPubSub(tb testing.TB, subs int) (publisher, []*counter) {
+	return tcpPubSubHops(tb, 1, subs)
+}
+
+// tcpPubSubHops is tcpPubSub through nodes forwarding hops in a row (one
+// per server a message would cross).
+func tcpPubSubHops(tb testing.TB, nodes, subs int) (publisher, []*counter) {
 	n := newTCPNet(tb)
 	stop := make(chan struct{})
 	tb.Cleanup(func() { close(stop) })
 
 	pub, hubIn := n.pair()
+	for range nodes - 1 {
+		out, next := n.pair()
+		n.goForward(hubIn, out)
+		hubIn = next
+	}
 	counters := make([]*counter, subs)
 	outs := make([]net.Conn, subs)
 	for i := range counters {
