@@ -14,6 +14,7 @@ func subsMetrics() []layerMetric {
 	return []layerMetric{
 		m("iris_relay_events_dropped_total", dropped, cnt, reason("slow_consumer"), func(s *layerStats) float64 { return float64(s.relay.DroppedEvents) }),
 		m("iris_relay_events_dropped_total", dropped, cnt, reason("link_queue"), func(s *layerStats) float64 { return float64(s.subjects.EventsDropped) }),
+		m("iris_relay_publisher_stalls_total", "Event deliveries that waited for a subscriber's queue past half its limits (publisher pushback, at most 100 ms each).", cnt, nil, func(s *layerStats) float64 { return float64(s.relay.PublisherStalls) }),
 		m("iris_relay_gap_notices_total", "GAP notices sent to v1.1 apps that lost events.", cnt, nil, func(s *layerStats) float64 { return float64(s.relay.GapNotices) }),
 		m("iris_relay_subscribes_confirmed_total", "v1.1 SUBSCRIBEs answered once every daemon knew them (or the wait ended).", cnt, nil, func(s *layerStats) float64 { return float64(s.relay.SubscribesConfirmed) }),
 		m("iris_relay_registers_confirmed_total", "v1.1 service registrations answered once every daemon knew them (or the wait ended).", cnt, nil, func(s *layerStats) float64 { return float64(s.relay.RegistersConfirmed) }),
