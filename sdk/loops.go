@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 
 	"github.com/iris-mesh/iris/api"
@@ -21,6 +22,9 @@ const (
 	// that one big message does not pin its buffer forever. It holds a
 	// 64 KiB tunnel chunk with its header, so bulk tunnels reuse buffers.
 	maxPooledBuf = 80 << 10
+	// yieldBelow is the queue depth under which the writer yields once
+	// before writing, for more messages to arrive.
+	yieldBelow = 8
 )
 
 // bufPool holds buffers for encoded outgoing messages. Callers encode into
@@ -164,6 +168,14 @@ func (c *Conn) writeLoop() error {
 			default:
 				return nil // flushed
 			}
+		}
+		if len(c.sendCh) < yieldBelow {
+			// Let the goroutines that are about to send (requesters,
+			// handlers replying) queue their messages first, so that one
+			// system call carries them all: without this the writer woke
+			// for each message and wrote 2 per call under load instead of
+			// 30. Alone, Gosched returns at once.
+			runtime.Gosched()
 		}
 		var err error
 		if batch, err = c.writeBatch(batch, buf); err != nil {
