@@ -205,17 +205,12 @@ func (c *Conn) serveRequest(d *delivery) {
 		c.stats.requestsExpired.Add(1) // the daemon has answered it as timed out
 		return
 	}
-	parent := c.baseCtx
-	if d.survey {
-		parent = context.WithValue(parent, surveyKey{}, true)
-	}
-	ctx, cancel := context.WithDeadline(parent, d.deadline)
-	if !c.startServing(d.id, cancel) {
-		cancel()
+	ctx := newHandlerCtx(c.baseCtx, d.deadline, d.survey)
+	if !c.startServing(d.id, ctx.cancel) {
 		return // cancelled by its caller while it waited
 	}
 	reply, err := c.callHandler(ctx, d.payload)
-	cancel()
+	ctx.cancel()
 	if c.untrackServing(d.id) {
 		return // cancelled: the daemon has forgotten it
 	}
