@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/iris-mesh/iris/internal/deadline"
 	"github.com/iris-mesh/iris/overlay"
 )
 
@@ -79,7 +80,9 @@ type Node struct {
 
 	pmu     sync.Mutex // protects following
 	pending map[uint64]*pending
-	nextID  uint64
+	// deadlines times the pending requests (one timer for all of them).
+	deadlines *deadline.Set[*pending]
+	nextID    uint64
 
 	stats counters
 }
@@ -105,7 +108,7 @@ func New(cfg *Config) (*Node, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return &Node{
+	n := &Node{
 		heads:      headCache{seed: maphash.MakeSeed()},
 		instance:   rand.Uint64() | 1,
 		cfg:        c,
@@ -121,7 +124,9 @@ func New(cfg *Config) (*Node, error) {
 		mcache:     newMatchCache(),
 		pending:    map[uint64]*pending{},
 		tun:        tunnels{ends: map[uint64]*Tunnel{}, opens: map[uint64]*tunOpen{}},
-	}, nil
+	}
+	n.deadlines = deadline.New[*pending](n.expirePending)
+	return n, nil
 }
 
 // Start attaches the overlay and starts the node's goroutines. Frames or
@@ -153,6 +158,9 @@ func (n *Node) Close() error {
 		close(n.shutdownCh)
 		n.wg.Wait()
 		n.failPending(func(*pending) bool { return true }, "iris: daemon shutting down")
+		n.pmu.Lock()
+		n.deadlines.Stop()
+		n.pmu.Unlock()
 		n.failTunnels("*", "iris: daemon shutting down")
 		n.extClose()
 		n.confirmClose()

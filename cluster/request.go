@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iris-mesh/iris/internal/deadline"
 	"github.com/iris-mesh/iris/overlay"
 )
 
@@ -27,16 +28,20 @@ type Result struct {
 
 // pending is a request this daemon originated and has not answered yet.
 type pending struct {
+	slot      deadline.Slot // in Node.deadlines while pending
+	id        uint64
 	cluster   string
 	payload   []byte
 	timeoutMs uint64
 	deadline  time.Time
 	cb        func(Result)
-	timer     *time.Timer
 	tries     int
 	node      string      // remote daemon it was sent to; "" if local or unplaced
 	target    *remoteNode // for in-flight accounting
 }
+
+// DeadlineSlot implements deadline.Item.
+func (p *pending) DeadlineSlot() *deadline.Slot { return &p.slot }
 
 // Request sends payload to one member of cluster and calls cb exactly once
 // with the reply, a fault, or a timeout when timeout passes. cb must not
@@ -66,8 +71,9 @@ func (n *Node) Request(cluster string, payload []byte, timeout time.Duration, cb
 	}
 	n.nextID++
 	id := n.nextID
+	p.id = id
 	n.pending[id] = p
-	p.timer = time.AfterFunc(timeout, func() { n.complete(id, Result{Status: StatusTimeout}) })
+	n.deadlines.Add(p, p.deadline)
 	n.pmu.Unlock()
 	n.dispatch(id, p, nil)
 	return id
@@ -168,6 +174,7 @@ func (n *Node) complete(id uint64, res Result) {
 	p := n.pending[id]
 	if p != nil {
 		delete(n.pending, id)
+		n.deadlines.Remove(p)
 		if p.target != nil {
 			p.target.inflight.Add(-1)
 		}
@@ -176,7 +183,6 @@ func (n *Node) complete(id uint64, res Result) {
 	if p == nil {
 		return
 	}
-	p.timer.Stop()
 	switch res.Status {
 	case StatusOK:
 		n.stats.replies.Add(1)
@@ -186,6 +192,17 @@ func (n *Node) complete(id uint64, res Result) {
 		n.stats.timeouts.Add(1)
 	}
 	p.cb(res)
+}
+
+// expirePending answers the pending requests whose deadline has passed
+// with a timeout; the deadline Set's timer calls it.
+func (n *Node) expirePending() {
+	n.pmu.Lock()
+	due := n.deadlines.Expired(time.Now(), nil)
+	n.pmu.Unlock()
+	for _, p := range due {
+		n.complete(p.id, Result{Status: StatusTimeout})
+	}
 }
 
 // failPending faults every pending request that match selects.

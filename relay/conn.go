@@ -16,6 +16,7 @@ import (
 
 	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/internal/deadline"
 )
 
 // Write batching: the writer flushes once this much is encoded, and drops a
@@ -66,10 +67,11 @@ type conn struct {
 	ready         bool       // the INIT answer was written
 	reg           *cluster.Registration
 	subs          map[string]*topicSub
-	interest      int                  // bytes of subs' topics, as MaxAppInterest counts them
-	inflight      map[uint64]struct{}  // ids of the app's requests not answered yet
-	delivered     map[uint64]*delivery // requests delivered to the app, awaiting its REPLY
-	lastDelivered uint64               // the last delivered request id issued
+	interest      int                      // bytes of subs' topics, as MaxAppInterest counts them
+	inflight      map[uint64]struct{}      // ids of the app's requests not answered yet
+	delivered     map[uint64]*delivery     // requests delivered to the app, awaiting its REPLY
+	deadlines     *deadline.Set[*delivery] // times the delivered requests
+	lastDelivered uint64                   // the last delivered request id issued
 
 	x v11state // protocol v1.1 (v11.go)
 }
@@ -84,6 +86,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		inflight:  make(map[uint64]struct{}),
 		delivered: make(map[uint64]*delivery),
 	}
+	c.deadlines = deadline.New[*delivery](c.expire)
 	c.rd = &appReader{c: c}
 	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
 	c.tun = newTunnels(c)
@@ -490,6 +493,7 @@ func (c *conn) leave() {
 		c.closing.Store(true)
 		reg, subs, delivered := c.reg, c.subs, c.delivered
 		c.reg, c.subs, c.delivered = nil, nil, nil
+		c.deadlines.Drain(nil)
 		c.mu.Unlock()
 		if reg != nil {
 			reg.Close() // first: the service is gone before CLOSE is answered
@@ -499,7 +503,6 @@ func (c *conn) leave() {
 			ts.close()
 		}
 		for _, d := range delivered {
-			d.timer.Stop()
 			d.req.Fail(faultServiceClosed)
 		}
 		c.tun.close()

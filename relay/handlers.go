@@ -9,6 +9,7 @@ import (
 
 	"github.com/iris-mesh/iris/api"
 	"github.com/iris-mesh/iris/cluster"
+	"github.com/iris-mesh/iris/internal/deadline"
 )
 
 // Faults the relay itself puts in REPLY messages.
@@ -108,9 +109,13 @@ func (c *conn) answer(id uint64, res cluster.Result) {
 // delivery is a request delivered to a service connection, awaiting its
 // REPLY until the request's deadline.
 type delivery struct {
-	req   *cluster.Request
-	timer *time.Timer
+	slot deadline.Slot // in conn.deadlines while delivered
+	id   uint64
+	req  *cluster.Request
 }
+
+// DeadlineSlot implements deadline.Item.
+func (d *delivery) DeadlineSlot() *deadline.Slot { return &d.slot }
 
 // HandleRequest implements cluster.Member: it queues the request for the
 // service under the next delivered-request id, or returns false if the
@@ -133,22 +138,22 @@ func (c *conn) deliver(r *cluster.Request, op api.Opcode) bool {
 		return false
 	}
 	c.lastDelivered = id
-	d := &delivery{req: r}
+	d := &delivery{id: id, req: r}
 	c.delivered[id] = d
-	d.timer = time.AfterFunc(time.Until(r.Deadline), func() { c.expire(id, d) })
+	c.deadlines.Add(d, r.Deadline)
 	return true
 }
 
-// expire abandons delivered request id at its deadline; a later REPLY to
-// it is dropped.
-func (c *conn) expire(id uint64, d *delivery) {
+// expire abandons the delivered requests whose deadline has passed; a later
+// REPLY to one is dropped. The deadline Set's timer calls it.
+func (c *conn) expire() {
 	c.mu.Lock()
-	mine := c.delivered[id] == d
-	if mine {
-		delete(c.delivered, id)
+	due := c.deadlines.Expired(time.Now(), nil)
+	for _, d := range due {
+		delete(c.delivered, d.id)
 	}
 	c.mu.Unlock()
-	if mine {
+	for _, d := range due {
 		c.srv.stats.expired.Add(1)
 		d.req.Abandon()
 	}
@@ -162,12 +167,12 @@ func (c *conn) handleReply(m *api.Message) error {
 	d := c.delivered[m.ID]
 	if d != nil {
 		delete(c.delivered, m.ID)
+		c.deadlines.Remove(d)
 	}
 	issued := m.ID != 0 && m.ID <= c.lastDelivered
 	c.mu.Unlock()
 	switch {
 	case d != nil:
-		d.timer.Stop()
 		if m.Success {
 			d.req.Reply(m.Payload)
 		} else {

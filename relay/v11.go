@@ -272,12 +272,12 @@ func (c *conn) CancelRequest(k cluster.RequestKey) bool {
 	}
 	if d != nil {
 		delete(c.delivered, id)
+		c.deadlines.Remove(d)
 	}
 	c.mu.Unlock()
 	if d == nil {
 		return false
 	}
-	d.timer.Stop()
 	d.req.Abandon()
 	if c.x.on {
 		c.q.pushTunnel(&api.Message{Op: api.OpCancel, ID: id}) // bounded by the requests delivered
