@@ -30,7 +30,7 @@ type Conn struct {
 	dec     *api.Decoder // owned by the reader
 	log     *slog.Logger
 
-	sendCh     chan *[]byte  // encoded messages for the writer
+	out        *outbox       // messages for the writer
 	flushCh    chan struct{} // closed by Close: write what is queued, then exit
 	deadCh     chan struct{} // closed by shutdown: the connection is finished
 	ackCh      chan struct{} // closed by the reader when the daemon answered CLOSE
@@ -111,7 +111,7 @@ func dial(ctx context.Context, cfg Config, cluster string, svc *service) (*Conn,
 		nc:         nc,
 		dec:        dec,
 		log:        cfg.Logger.With("component", "sdk", "cluster", cluster),
-		sendCh:     make(chan *[]byte, cfg.SendQueueLen),
+		out:        newOutbox(cfg.SendQueueLen),
 		flushCh:    make(chan struct{}),
 		deadCh:     make(chan struct{}),
 		ackCh:      make(chan struct{}),
@@ -249,17 +249,15 @@ func (c *Conn) close() error {
 func (c *Conn) closeGracefully() error {
 	timer := time.NewTimer(c.cfg.CloseTimeout)
 	defer timer.Stop()
-	buf := getBuf()
-	*buf = api.AppendClient(*buf, &api.Message{Op: api.OpClose})
-	select {
-	case c.sendCh <- buf:
-	case <-c.deadCh:
-		putBuf(buf)
-		return nil // lost meanwhile: nothing to close gracefully
-	case <-timer.C:
-		putBuf(buf)
-		c.shutdown(ErrClosed)
-		return fmt.Errorf("sdk: close: send queue still full after %v", c.cfg.CloseTimeout)
+	for room := c.out.put(&api.Message{Op: api.OpClose}); room != nil; room = c.out.put(&api.Message{Op: api.OpClose}) {
+		select {
+		case <-room:
+		case <-c.deadCh:
+			return nil // lost meanwhile: nothing to close gracefully
+		case <-timer.C:
+			c.shutdown(ErrClosed)
+			return fmt.Errorf("sdk: close: send queue still full after %v", c.cfg.CloseTimeout)
+		}
 	}
 	select {
 	case <-c.ackCh:

@@ -457,7 +457,7 @@ func TestLargeMessagesKeepOrder(t *testing.T) {
 	leakcheck.Check(t)
 	c, p := connect(t, newRelay(t), nil)
 	ctx := context.Background()
-	sizes := []int{10, directWriteSize, 5, 3 * writeBatchSize, 0, writeBatchSize - 1, 7}
+	sizes := []int{10, 32 << 10, 5, outboxBytes + 1, 0, 64<<10 - 1, 7}
 	payloads := make([][]byte, len(sizes))
 	for i, n := range sizes {
 		payloads[i] = bytes.Repeat([]byte{byte('a' + i)}, n)

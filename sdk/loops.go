@@ -4,43 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"runtime"
-	"sync"
 
 	"github.com/iris-mesh/iris/api"
 )
-
-// Writer batching: messages are copied into one buffer of up to
-// writeBatchSize bytes while more are queued, then written in one call.
-// A message of directWriteSize bytes or more is written from its own
-// buffer instead of being copied.
-const (
-	writeBatchSize  = 64 << 10
-	directWriteSize = 32 << 10
-	// maxPooledBuf is the largest encoding buffer returned to bufPool, so
-	// that one big message does not pin its buffer forever. It holds a
-	// 64 KiB tunnel chunk with its header, so bulk tunnels reuse buffers.
-	maxPooledBuf = 80 << 10
-	// yieldBelow is the queue depth under which the writer yields once
-	// before writing, for more messages to arrive.
-	yieldBelow = 8
-)
-
-// bufPool holds buffers for encoded outgoing messages. Callers encode into
-// one (so their payload may be reused as soon as the call returns) and the
-// writer returns it after writing.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
-
-func putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
-		return
-	}
-	*b = (*b)[:0]
-	bufPool.Put(b)
-}
 
 // errDaemonClosed is returned by the read loop when the daemon closed the
 // connection on its own initiative.
@@ -152,109 +118,42 @@ func (c *Conn) handleClose(m *api.Message) (bool, error) {
 	return true, nil
 }
 
-// writeLoop writes queued messages until the connection is finished or
-// Close asks it to flush the queue and stop.
+// writeLoop writes what the outbox holds, one system call for all of it,
+// until the connection is finished or, once Close has flushed it, empty.
 func (c *Conn) writeLoop() error {
-	batch := make([]byte, 0, writeBatchSize)
+	var buf []byte
 	for {
-		var buf *[]byte
-		select {
-		case buf = <-c.sendCh:
-		case <-c.deadCh:
+		if buf = c.out.take(buf, c.flushCh, c.deadCh); buf == nil {
 			return nil
-		case <-c.flushCh:
-			select {
-			case buf = <-c.sendCh:
-			default:
-				return nil // flushed
-			}
 		}
-		if len(c.sendCh) < yieldBelow {
-			// Let the goroutines that are about to send (requesters,
-			// handlers replying) queue their messages first, so that one
-			// system call carries them all: without this the writer woke
-			// for each message and wrote 2 per call under load instead of
-			// 30. Alone, Gosched returns at once.
-			runtime.Gosched()
-		}
-		var err error
-		if batch, err = c.writeBatch(batch, buf); err != nil {
+		if _, err := c.nc.Write(buf); err != nil {
 			return err
 		}
 	}
-}
-
-// writeBatch writes buf and the messages queued behind it, up to about
-// writeBatchSize bytes, in as few calls as it can, and returns the emptied
-// batch buffer for reuse.
-func (c *Conn) writeBatch(batch []byte, buf *[]byte) ([]byte, error) {
-	batch = batch[:0]
-	for {
-		if len(*buf) >= directWriteSize {
-			bufs := net.Buffers{batch, *buf}
-			_, err := bufs.WriteTo(c.nc) // one writev
-			putBuf(buf)
-			if err != nil {
-				return batch, err
-			}
-			batch = batch[:0]
-		} else {
-			batch = append(batch, *buf...)
-			putBuf(buf)
-		}
-		if len(batch) >= writeBatchSize {
-			break
-		}
-		select {
-		case buf = <-c.sendCh:
-			continue
-		default:
-		}
-		break
-	}
-	if len(batch) == 0 {
-		return batch, nil
-	}
-	_, err := c.nc.Write(batch)
-	return batch[:0], err
 }
 
 // send encodes m and queues it for the writer, waiting for room in the
 // queue until ctx ends or the connection is finished. m's payload is copied,
 // so the caller may reuse it once send returns.
 func (c *Conn) send(ctx context.Context, m *api.Message) error {
-	buf := getBuf()
-	*buf = api.AppendClient(*buf, m)
-	select {
-	case c.sendCh <- buf:
-		return nil
-	default:
-	}
-	select {
-	case c.sendCh <- buf:
-		return nil
-	case <-c.deadCh:
-		putBuf(buf)
-		return c.Err()
-	case <-ctx.Done():
-		putBuf(buf)
-		return ctx.Err()
+	for {
+		room := c.out.put(m)
+		if room == nil {
+			return nil
+		}
+		select {
+		case <-room:
+		case <-c.deadCh:
+			return c.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
 // trySend queues m only if there is room, for the reader, which must never
 // wait for the writer. It reports whether m was queued.
-func (c *Conn) trySend(m *api.Message) bool {
-	buf := getBuf()
-	*buf = api.AppendClient(*buf, m)
-	select {
-	case c.sendCh <- buf:
-		return true
-	default:
-		putBuf(buf)
-		return false
-	}
-}
+func (c *Conn) trySend(m *api.Message) bool { return c.out.put(m) == nil }
 
 // checkSend returns the error for sending a message with a payload of n
 // bytes to name on this connection, nil when it may be sent.

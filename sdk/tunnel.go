@@ -209,18 +209,18 @@ func (t *Tunnel) closeSend(expired <-chan time.Time) bool {
 	case <-expired:
 		return false
 	}
-	buf := getBuf()
-	*buf = api.AppendClient(*buf, &api.Message{Op: api.OpTunClose, ID: t.id})
-	select {
-	case t.c.sendCh <- buf:
-		return true
-	case <-t.goneCh:
-	case <-t.c.deadCh:
-	case <-expired:
-		putBuf(buf)
-		return false
+	m := api.Message{Op: api.OpTunClose, ID: t.id}
+	for room := t.c.out.put(&m); room != nil; room = t.c.out.put(&m) {
+		select {
+		case <-room:
+		case <-t.goneCh:
+			return true
+		case <-t.c.deadCh:
+			return true
+		case <-expired:
+			return false
+		}
 	}
-	putBuf(buf)
 	return true
 }
 
@@ -318,28 +318,23 @@ func (t *Tunnel) takeCredit(ctx context.Context, dl <-chan struct{}, n int) erro
 // queue encodes m and queues it for the writer, waiting for room until
 // ctx ends, dl is closed or the tunnel can no longer send.
 func (t *Tunnel) queue(ctx context.Context, dl <-chan struct{}, m *api.Message, op string) error {
-	buf := getBuf()
-	*buf = api.AppendClient(*buf, m)
-	select {
-	case t.c.sendCh <- buf:
-		return nil
-	default:
+	for {
+		room := t.c.out.put(m)
+		if room == nil {
+			return nil
+		}
+		select {
+		case <-room:
+		case <-t.endCh:
+			return t.sendErr()
+		case <-t.c.deadCh:
+			return fmt.Errorf("%w: %w", ErrTunnelClosed, t.c.Err())
+		case <-ctx.Done():
+			return stopErr(ctx, op)
+		case <-dl:
+			return stopErr(ctx, op)
+		}
 	}
-	var err error
-	select {
-	case t.c.sendCh <- buf:
-		return nil
-	case <-t.endCh:
-		err = t.sendErr()
-	case <-t.c.deadCh:
-		err = fmt.Errorf("%w: %w", ErrTunnelClosed, t.c.Err())
-	case <-ctx.Done():
-		err = stopErr(ctx, op)
-	case <-dl:
-		err = stopErr(ctx, op)
-	}
-	putBuf(buf)
-	return err
 }
 
 // take returns the next whole message without returning its credit (see
