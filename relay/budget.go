@@ -284,10 +284,12 @@ func isClosed(ch chan struct{}) bool {
 // messageDone is called after each decoded message: what was charged for
 // it is given back. buffered is what the Decoder holds of the next.
 func (r *appReader) messageDone(buffered int) {
-	r.release()
+	if r.charged.Load() != 0 {
+		r.release()
+	}
 	r.got = buffered
 	r.mid = buffered > 0
-	if !r.mid {
+	if !r.mid && r.progress.Load() != 0 {
 		r.progress.Store(0)
 	}
 }
