@@ -90,11 +90,12 @@ type Config struct {
 	// SendQueueLen is the capacity, in messages, of the queue between the
 	// callers of this connection and its single writer goroutine, which
 	// writes everything queued in one system call. Default
-	// DefaultSendQueueLen (1024). When it is full, senders (Request,
-	// Broadcast, Publish, handler replies) wait for room, or until their
-	// context ends; the reader never waits: a reply it cannot queue (an
-	// overload fault) is dropped and counted in Stats, and the daemon
-	// times the request out. Each queued message holds its encoded bytes.
+	// DefaultSendQueueLen (1024). The queue also holds at most 256 KiB of
+	// encoded messages (one larger message is taken when it is empty).
+	// When it is full, senders (Request, Broadcast, Publish, handler
+	// replies) wait for room, or until their context ends; the reader
+	// never waits: a reply it cannot queue (an overload fault) is dropped
+	// and counted in Stats, and the daemon times the request out.
 	SendQueueLen int
 
 	// Limits bounds the lengths of the fields read from the daemon; a

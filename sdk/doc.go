@@ -115,8 +115,8 @@
 // daemon sends and dispatches it by opcode (replies to the waiting
 // Request, requests and broadcasts to the service's handler pools, events
 // to their subscription's pool, tunnel chunks to their tunnel's buffer),
-// and one writer goroutine, which drains a bounded queue and writes all
-// that is queued in one system call. The reader never waits on the writer
+// and one writer goroutine: callers encode their messages into a bounded
+// outbox, which the writer empties with one system call at a time. The reader never waits on the writer
 // or on a handler: deliveries beyond a pool's memory limit are refused
 // (requests with the ErrOverloaded fault) and counted in Stats, and tunnel
 // chunks are buffered within the credit granted to the daemon (a chunk
