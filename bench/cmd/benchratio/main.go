@@ -1,7 +1,9 @@
 // Command benchratio summarizes the output of the side-by-side benchmarks:
 // for each benchmark, the median ns/op and allocs/op of each system (the
 // sys=NAME element of the benchmark's name), and how one system's ns/op
-// compares with the others', as a Markdown table; then the medians of the
+// compares with the others', as a Markdown table (and, for a benchmark on
+// several nodes, with the first -to system's run on one node: two Iris
+// daemons against one NATS server); then the medians of the
 // streaming benchmarks' own metrics (lost%, cpu-ns/msg) when present.
 //
 // Usage:
@@ -31,6 +33,9 @@ import (
 
 // procsSuffix is the -GOMAXPROCS suffix go test adds to benchmark names.
 var procsSuffix = regexp.MustCompile(`-\d+$`)
+
+// multiNode matches the nodes= element of a benchmark run on several nodes.
+var multiNode = regexp.MustCompile(`nodes=([2-9]|\d\d+)`)
 
 // samples holds the measurements of one benchmark, by system and unit.
 type samples map[string]map[string][]float64
@@ -133,6 +138,7 @@ func printTable(w io.Writer, names, systems []string, data map[string]samples, o
 	for _, t := range to {
 		fmt.Fprintf(w, " %s/%s |", of, t)
 	}
+	fmt.Fprintf(w, " %s/%s one node |", of, to[0])
 	for _, s := range systems {
 		fmt.Fprintf(w, " %s allocs/op |", s)
 	}
@@ -152,7 +158,7 @@ func printTable(w io.Writer, names, systems []string, data map[string]samples, o
 	}
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "|---|")
-	fmt.Fprint(w, strings.Repeat("--:|", (2+len(extra))*len(systems)+len(to)))
+	fmt.Fprint(w, strings.Repeat("--:|", (2+len(extra))*len(systems)+len(to)+1))
 	fmt.Fprintln(w)
 	for _, n := range names {
 		d := data[n]
@@ -163,6 +169,12 @@ func printTable(w io.Writer, names, systems []string, data map[string]samples, o
 		for _, t := range to {
 			fmt.Fprintf(w, " %s |", ratio(d[of]["ns/op"], d[t]["ns/op"]))
 		}
+		// Several nodes of ours against one of theirs (one NATS server).
+		one := "-"
+		if single, ok := data[multiNode.ReplaceAllString(n, "nodes=1")]; ok && multiNode.MatchString(n) {
+			one = ratio(d[of]["ns/op"], single[to[0]]["ns/op"])
+		}
+		fmt.Fprintf(w, " %s |", one)
 		for _, s := range systems {
 			fmt.Fprintf(w, " %s |", formatAllocs(d[s]["allocs/op"]))
 		}
