@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,12 @@ type Node struct {
 	tableCh    chan struct{} // wakes the table pusher; cap 1
 
 	instance uint64 // random per process; see table.Instance
+
+	// live is started && !closed, for ready without the lock (ov does not
+	// change once started). remotesView is a copy of remotes, replaced
+	// under mu whenever remotes changes, for lookups per frame.
+	live        atomic.Bool
+	remotesView atomic.Pointer[map[string]*remoteNode]
 
 	mu            sync.RWMutex // protects following
 	started       bool
@@ -141,6 +148,7 @@ func (n *Node) Start(ov Overlay) error {
 		return errors.New("cluster: already started")
 	}
 	n.ov, n.id, n.started = ov, ov.ID(), true
+	n.live.Store(true)
 	ov.SetAppInstance(n.instance)
 	n.wg.Go(n.tableLoop)
 	// The table stays at version 0 until its first change: peers neither
@@ -154,6 +162,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
 		n.closed = true
+		n.live.Store(false)
 		n.mu.Unlock()
 		close(n.shutdownCh)
 		n.wg.Wait()
@@ -205,9 +214,10 @@ func (n *Node) Busy() (delivered, originated int) {
 
 // ready returns the overlay once started and not closed.
 func (n *Node) ready() (Overlay, bool) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.ov, n.started && !n.closed
+	if !n.live.Load() {
+		return nil, false
+	}
+	return n.ov, true
 }
 
 // HandleFrame implements overlay.Delegate. It runs on the link's reader
@@ -291,9 +301,17 @@ func (n *Node) HandleLinkDown(id string) {
 }
 
 func (n *Node) remote(id string) *remoteNode {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.remotes[id]
+	if v := n.remotesView.Load(); v != nil {
+		return (*v)[id]
+	}
+	return nil
+}
+
+// setRemotesViewLocked publishes a copy of remotes for remote. n.mu must be
+// held for writing.
+func (n *Node) setRemotesViewLocked() {
+	v := maps.Clone(n.remotes)
+	n.remotesView.Store(&v)
 }
 
 func validName(s string) error {

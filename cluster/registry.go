@@ -265,6 +265,7 @@ func (n *Node) peerAlive(p overlay.Peer) {
 	if fresh {
 		r = &remoteNode{id: p.ID}
 		n.remotes[p.ID] = r
+		n.setRemotesViewLocked()
 	}
 	// (A node first created by a table that beat the gossip is not known
 	// to the overlay yet: its first report counts as an appearance.)
@@ -327,6 +328,7 @@ func (n *Node) peerGone(id string) {
 	r := n.remotes[id]
 	if r != nil {
 		delete(n.remotes, id)
+		n.setRemotesViewLocked()
 		n.rebuildForLocked(r.tbl)
 		n.repatternLocked(r, r.tbl, nil)
 	}

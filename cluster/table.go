@@ -227,6 +227,7 @@ func (n *Node) handleTable(from string, b []byte) error {
 		// The link can beat the gossip: keep it; HandlePeer fills the zone.
 		r = &remoteNode{id: from}
 		n.remotes[from] = r
+		n.setRemotesViewLocked()
 	}
 	if r.tbl != nil && t.Instance == r.tbl.Instance && t.Version <= r.tbl.Version {
 		return nil

@@ -52,9 +52,7 @@ func (p *peer) releaseBacklogLocked() {
 // later frames dropped (a publishing app's read loop) call it after Send.
 // It reports whether it waited.
 func (o *Overlay) WaitBacklog(id string) bool {
-	o.mu.RLock()
-	p := o.peers[id]
-	o.mu.RUnlock()
+	p, _ := o.lookup(id)
 	if p == nil {
 		return false
 	}

@@ -16,6 +16,7 @@ func TestWaitBacklog(t *testing.T) {
 		o := &Overlay{cfg: *cfg, peers: map[string]*peer{}}
 		p := newPeer(o, "x", "")
 		o.peers["x"] = p
+		o.setViewLocked()
 		for range 3 {
 			if err := p.enqueue(Bulk, qframe{body: []byte("f")}); err != nil {
 				t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -65,6 +66,32 @@ type Overlay struct {
 	heldN   int                // members with a held dead verdict (heldDead set)
 
 	memberGen atomic.Uint64 // bumped on every change of a member's state (MemberGen)
+
+	// view is a copy of peers that the send path reads without a lock
+	// (peers change on membership events, frames flow all the time); it
+	// is replaced, under mu, whenever peers changes, and nil once closed.
+	view atomic.Pointer[map[string]*peer]
+}
+
+// setViewLocked publishes a copy of peers for lookups; nil once closed.
+// o.mu must be held.
+func (o *Overlay) setViewLocked() {
+	if o.closed {
+		o.view.Store(nil)
+		return
+	}
+	v := maps.Clone(o.peers)
+	o.view.Store(&v)
+}
+
+// lookup returns the peer for id, nil if unknown, and whether the overlay
+// is closed, without taking o.mu.
+func (o *Overlay) lookup(id string) (p *peer, closed bool) {
+	v := o.view.Load()
+	if v == nil {
+		return nil, true
+	}
+	return (*v)[id], false
 }
 
 // member is the status view of one node. Peer.State is what upper layers
@@ -111,6 +138,7 @@ func New(cfg *Config) (*Overlay, error) {
 		members:    make(map[string]*member),
 		meta:       nodeMeta{Version: linkVersion, Zone: c.Zone},
 	}
+	o.view.Store(&map[string]*peer{})
 	o.conflict.fatal = make(chan error, 1)
 	o.events = newEventQueue(o)
 	if err := o.initKeys(); err != nil {
@@ -266,6 +294,7 @@ func (o *Overlay) Close() error {
 		o.closed = true
 		peers := o.peers
 		o.peers = map[string]*peer{}
+		o.setViewLocked()
 		o.mu.Unlock()
 		_ = o.ml.Shutdown() // shuts the transport down and waits for it
 		close(o.shutdownCh)
@@ -299,9 +328,7 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 	if len(head)+len(body) > o.cfg.MaxFrameSize {
 		return ErrFrameTooLarge
 	}
-	o.mu.RLock()
-	p, closed := o.peers[id], o.closed
-	o.mu.RUnlock()
+	p, closed := o.lookup(id)
 	if closed {
 		return ErrClosed
 	}
@@ -326,9 +353,7 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 // such frames (requests, replies, tunnel data): they are dropped, and the
 // upper layer told, if the next dial fails too.
 func (o *Overlay) SendIfUp(id string, prio Priority, head, body []byte) error {
-	o.mu.RLock()
-	p := o.peers[id]
-	o.mu.RUnlock()
+	p, _ := o.lookup(id)
 	if p != nil && p.down.Load() && !p.hasLink.Load() {
 		p.ensureDial()
 		o.stats.framesDropped.Add(1)
@@ -361,6 +386,7 @@ func (o *Overlay) peerFor(id, addr string) *peer {
 	if p == nil {
 		p = newPeer(o, id, addr)
 		o.peers[id] = p
+		o.setViewLocked()
 	} else if addr != "" {
 		p.mu.Lock()
 		p.addr = addr
@@ -762,6 +788,7 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 		if pe == nil {
 			pe = newPeer(o, p.ID, p.Addr)
 			o.peers[p.ID] = pe
+			o.setViewLocked()
 		} else {
 			pe.mu.Lock()
 			pe.addr = p.Addr
@@ -773,6 +800,7 @@ func (o *Overlay) setMember(n *memberlist.Node, st State) bool {
 	} else if pe := o.peers[p.ID]; pe != nil {
 		gone = pe
 		delete(o.peers, p.ID)
+		o.setViewLocked()
 	}
 	if old := o.members[p.ID]; old != nil && old.heldDead != nil {
 		o.heldN-- // the new verdict replaces the held one
