@@ -37,6 +37,11 @@ type Conn struct {
 	readerDone chan struct{}
 	writerDone chan struct{}
 
+	// The writer's, reused by writeBatch: what one write gathers, and the
+	// buffers of large messages in it.
+	iov  net.Buffers
+	held []*[]byte
+
 	// handlers counts handler goroutines. Only the reader adds to it, and
 	// Close waits on it after the reader has exited.
 	handlers sync.WaitGroup

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 
 	"github.com/iris-mesh/iris/api"
@@ -21,6 +20,10 @@ const (
 	// that one big message does not pin its buffer forever. It holds a
 	// 64 KiB tunnel chunk with its header, so bulk tunnels reuse buffers.
 	maxPooledBuf = 80 << 10
+	// writevMax bounds the bytes one write gathers, and writevMsgs the
+	// large messages in it.
+	writevMax  = 1 << 20
+	writevMsgs = 32
 )
 
 // bufPool holds buffers for encoded outgoing messages. Callers encode into
@@ -172,38 +175,59 @@ func (c *Conn) writeLoop() error {
 	}
 }
 
-// writeBatch writes buf and the messages queued behind it, up to about
-// writeBatchSize bytes, in as few calls as it can, and returns the emptied
-// batch buffer for reuse.
+// writeBatch writes buf and the messages queued behind it, in as few calls
+// as it can: small messages are copied into batch, large ones written from
+// their own buffers, several per call (writev); a call is made once
+// writeBatchSize bytes are copied or writevMax gathered. It returns the
+// emptied batch buffer for reuse.
 func (c *Conn) writeBatch(batch []byte, buf *[]byte) ([]byte, error) {
+	// iov holds what is gathered for the next write: the parts of batch
+	// before each large message, and those messages, whose buffers held
+	// keeps until they are written. batch[from:] is not in iov yet.
 	batch = batch[:0]
+	iov, held := c.iov[:0], c.held[:0]
+	from, gathered := 0, 0
+	var err error
 	for {
 		if len(*buf) >= directWriteSize {
-			bufs := net.Buffers{batch, *buf}
-			_, err := bufs.WriteTo(c.nc) // one writev
-			putBuf(buf)
-			if err != nil {
-				return batch, err
-			}
-			batch = batch[:0]
+			iov = append(iov, batch[from:], *buf)
+			held = append(held, buf)
+			gathered += len(batch) - from + len(*buf)
+			from = len(batch)
 		} else {
 			batch = append(batch, *buf...)
 			putBuf(buf)
 		}
-		if len(batch) >= writeBatchSize {
-			break
+		more := false
+		if len(batch)-from < writeBatchSize && gathered < writevMax && len(held) < writevMsgs {
+			select {
+			case buf = <-c.sendCh:
+				more = true
+			default:
+			}
 		}
-		select {
-		case buf = <-c.sendCh:
+		if more {
 			continue
+		}
+		if len(batch) > from {
+			iov = append(iov, batch[from:])
+		}
+		switch len(iov) {
+		case 0:
+		case 1:
+			_, err = c.nc.Write(iov[0])
 		default:
+			w := iov // WriteTo consumes w
+			_, err = w.WriteTo(c.nc)
 		}
 		break
 	}
-	if len(batch) == 0 {
-		return batch, nil
+	for _, b := range held {
+		putBuf(b)
 	}
-	_, err := c.nc.Write(batch)
+	clear(iov)
+	clear(held)
+	c.iov, c.held = iov[:0], held[:0]
 	return batch[:0], err
 }
 
