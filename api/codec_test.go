@@ -393,7 +393,7 @@ func TestDecoderBulkReadAhead(t *testing.T) {
 	if err := d.ReadClient(&m); err != nil || !bytes.Equal(m.Payload, chunk) {
 		t.Fatalf("first chunk: %v", err)
 	}
-	fill0 := fill.bytes
+	fill0, reads0 := fill.bytes, fill.reads+direct.reads
 	for i := 1; i < 4; i++ {
 		if err := d.ReadClient(&m); err != nil || !bytes.Equal(m.Payload, chunk) || m.Size != uint64(i) {
 			t.Fatalf("chunk %d: %v", i, err)
@@ -401,6 +401,9 @@ func TestDecoderBulkReadAhead(t *testing.T) {
 	}
 	if got := fill.bytes - fill0; got > 3*bulkReadAhead {
 		t.Errorf("3 chunks after the first: %d bytes through the buffer, want at most %d", got, 3*bulkReadAhead)
+	}
+	if reads := fill.reads + direct.reads - reads0; reads > 3 {
+		t.Errorf("3 chunks after the first took %d reads, want one each", reads)
 	}
 	if direct.bytes < 3*(len(chunk)-bulkReadAhead) {
 		t.Errorf("%d bytes of the chunks read directly, want most of the last 3", direct.bytes)

@@ -112,12 +112,19 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 }
 
 // cappedReader reads from r, at most max bytes per Read when max is set.
+// It first returns pend: bytes read ahead of a large field (see readN).
 type cappedReader struct {
-	r   io.Reader
-	max int // 0: no bound
+	r    io.Reader
+	max  int // 0: no bound
+	pend []byte
 }
 
 func (c *cappedReader) Read(p []byte) (int, error) {
+	if len(c.pend) > 0 {
+		n := copy(p, c.pend)
+		c.pend = c.pend[n:]
+		return n, nil
+	}
 	if c.max > 0 && len(p) > c.max {
 		p = p[:c.max]
 	}
@@ -332,24 +339,32 @@ func (d *Decoder) blob(field string) []byte {
 // exceeds twice what was received.
 //
 // A large field not buffered whole is read straight from the source into
-// its slice, and the refill that follows reads only bulkReadAhead bytes:
-// in a stream of large fields each is then read into its slice rather than
-// copied out of the bufio buffer.
+// its slice, with up to bulkReadAhead bytes more in the same read (the next
+// message's head, kept for the bufio buffer's next refill), and the refill
+// after those reads only bulkReadAhead bytes: in a stream of large fields
+// each is then read into its slice, in one read when it has arrived,
+// rather than copied out of the bufio buffer.
 func (d *Decoder) readN(n int) ([]byte, error) {
-	if n >= directReadSize && n <= d.eagerMax && d.br.Buffered() < n {
+	if n >= directReadSize && n <= d.eagerMax && d.br.Buffered() < n && len(d.fill.pend) == 0 {
 		// Large: what is buffered, then the rest straight from the
 		// source, not through the bufio buffer (one copy fewer).
 		d.direct = true
-		d.fill.max = bulkReadAhead
-		b := make([]byte, n)
+		ahead := 0
+		if d.fill.r != nil {
+			ahead = bulkReadAhead
+			d.fill.max = bulkReadAhead
+		}
+		b := make([]byte, n+ahead)
 		k, _ := d.br.Read(b[:d.br.Buffered()]) // only buffered bytes: no read, no error
-		if _, err := io.ReadFull(d.src, b[k:]); err != nil {
+		got, err := io.ReadAtLeast(d.src, b[k:], n-k)
+		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
 		}
-		return b, nil
+		d.fill.pend = b[n : k+got]
+		return b[:n:n], nil
 	}
 	if n > d.br.Buffered() {
 		d.fill.max = 0 // one refill, not many bounded ones
@@ -387,7 +402,7 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 
 // Buffered returns how many bytes the Decoder has read ahead of the last
 // decoded message: the start of the next one, if not zero.
-func (d *Decoder) Buffered() int { return d.br.Buffered() }
+func (d *Decoder) Buffered() int { return d.br.Buffered() + len(d.fill.pend) }
 
 // TooLargeError is the cause of a decode error (wrapped with ErrProtocol)
 // for a string or binary field longer than the Decoder's Limits allow.

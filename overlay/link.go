@@ -1,11 +1,8 @@
 package overlay
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"sync"
@@ -32,15 +29,6 @@ const (
 	flushThreshold = 256 << 10
 	// linkWriteTimeout closes a link whose peer stopped reading.
 	linkWriteTimeout = 30 * time.Second
-	// readBufferSize is the link reader's socket buffer: several small
-	// records per read syscall (a record larger than the buffer is read
-	// straight into the record buffer). Small, since every link end holds
-	// one for its whole life.
-	readBufferSize = 8 << 10
-	// bigRecord is the record buffer size above which the reader returns
-	// the buffer to recordPool when no more bytes are waiting, so that an
-	// idle link holds no large buffer.
-	bigRecord = 8 << 10
 )
 
 // qframe is one queued frame: head and body are written back to back and
@@ -284,138 +272,33 @@ func (b *batcher) end() error {
 	return b.flush()
 }
 
-// copyBelow is the frame size under which the reader hands out a copy
-// rather than a slice of the record: a small frame held long by a slow
-// consumer would otherwise pin its whole record (up to 64 KiB). Larger
-// frames are sliced in place, pinning at most 16 times their size.
-const copyBelow = 4 << 10
-
-// readLoop reads records and decrypts each in place. Frames of copyBelow
-// bytes or more are handed out as slices of the record (no copy); smaller
-// ones as copies, and a record none of whose frames was sliced is reused
-// for the next one, so small frames cost one small allocation each and
-// large ones none.
+// readLoop reads records and delivers their frames (see recordReader).
 func (l *link) readLoop() error {
 	o := l.p.o
-	br := bufio.NewReaderSize(l.conn, readBufferSize)
-	fp := frameParser{max: o.cfg.MaxFrameSize, deliver: l.deliver}
-	var buf []byte
+	rr := recordReader{
+		src:     l.conn,
+		open:    l.sess.Open,
+		max:     o.cfg.MaxFrameSize,
+		deliver: l.deliver,
+		opened: func(n int) {
+			o.stats.bytesIn.Add(uint64(n))
+			l.heard()
+		},
+	}
 	for {
 		// The far writer sends at least a heartbeat every KeepaliveInterval:
 		// silence for KeepaliveTimeout means the peer or the path is gone,
 		// even when TCP has not noticed (a partition sends no RST).
 		_ = l.conn.SetReadDeadline(time.Now().Add(o.cfg.KeepaliveTimeout))
-		var rh [crypto.RecordHeaderSize]byte
-		if _, err := io.ReadFull(br, rh[:]); err != nil {
+		if err := rr.step(); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				l.silent.Store(true)
 				return fmt.Errorf("no traffic from the peer for %v: %w", o.cfg.KeepaliveTimeout, err)
 			}
 			return err
 		}
-		n := int(binary.BigEndian.Uint16(rh[:]))
-		if cap(buf) < n {
-			if n > bigRecord {
-				buf = getRecord()
-			} else {
-				buf = make([]byte, bigRecord)
-			}
-		}
-		rec := buf[:n]
-		if _, err := io.ReadFull(br, rec); err != nil {
-			return err
-		}
-		plain, err := l.sess.Open(rec[:0], rec)
-		if err != nil {
-			return err
-		}
-		o.stats.bytesIn.Add(uint64(n + crypto.RecordHeaderSize))
-		l.heard()
-		fp.retained = false
-		if err := fp.feed(plain); err != nil {
-			return err
-		}
-		if fp.retained {
-			buf = nil // a delivered frame holds it
-		} else if cap(buf) > bigRecord && br.Buffered() == 0 {
-			putRecord(buf) // nothing waiting: do not hold 64 KiB while idle
-			buf = nil
-		}
 	}
 }
-
-// recordPool holds the readers' large record buffers between bursts.
-var recordPool sync.Pool
-
-func getRecord() []byte {
-	if b, ok := recordPool.Get().(*[]byte); ok {
-		return *b
-	}
-	return make([]byte, crypto.RecordHeaderSize+65535)
-}
-
-func putRecord(b []byte) {
-	b = b[:cap(b)]
-	recordPool.Put(&b)
-}
-
-// frameParser splits a link's plaintext stream into frames. Frames that lie
-// inside one fed chunk are delivered as slices of it when large, as copies
-// when small (see copyBelow); a frame spanning chunks is assembled in a
-// buffer allocated once its length is checked.
-type frameParser struct {
-	max      int
-	deliver  func(kind byte, payload []byte)
-	retained bool // a slice of the last chunk fed was delivered
-
-	hdr  [frameHeaderSize]byte
-	hdrN int
-	want int    // body length of the frame being assembled
-	asm  []byte // body of a frame spanning chunks; nil when not assembling
-}
-
-// feed consumes one chunk of the stream. Unless it sets retained, the
-// parser keeps no reference to chunk.
-func (fp *frameParser) feed(chunk []byte) error {
-	for len(chunk) > 0 {
-		if fp.asm != nil {
-			k := min(fp.want-len(fp.asm), len(chunk))
-			fp.asm = append(fp.asm, chunk[:k]...)
-			chunk = chunk[k:]
-			if len(fp.asm) == fp.want {
-				fp.deliver(fp.hdr[0], fp.asm)
-				fp.asm, fp.hdrN = nil, 0
-			}
-			continue
-		}
-		k := copy(fp.hdr[fp.hdrN:], chunk)
-		fp.hdrN += k
-		chunk = chunk[k:]
-		if fp.hdrN < frameHeaderSize {
-			continue
-		}
-		fp.want = int(binary.BigEndian.Uint32(fp.hdr[1:]))
-		if fp.want > fp.max {
-			return fmt.Errorf("%w: frame of %d bytes exceeds limit %d", errBadFrame, fp.want, fp.max)
-		}
-		if len(chunk) >= fp.want {
-			body := chunk[:fp.want:fp.want]
-			if fp.want < copyBelow {
-				body = append([]byte(nil), body...)
-			} else {
-				fp.retained = true
-			}
-			fp.deliver(fp.hdr[0], body)
-			chunk = chunk[fp.want:]
-			fp.hdrN = 0
-			continue
-		}
-		fp.asm = make([]byte, 0, fp.want)
-	}
-	return nil
-}
-
-var errBadFrame = errors.New("overlay: bad frame")
 
 // heard records that a record came in: the link works, any probe is
 // answered, and a peer marked quiet is not any more.
