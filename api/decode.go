@@ -41,6 +41,10 @@ type Decoder struct {
 	// direct is set when the current message had a field read straight
 	// from src.
 	direct bool
+	// pendBuf holds the bytes read ahead of a large field (fill.pend).
+	pendBuf [bulkReadAhead]byte
+	// alloc, if set, allocates the large fields read straight from src.
+	alloc func(n int) []byte
 
 	// err is the first error met while decoding the current message's
 	// fields, annotated with the field's name. The field readers do nothing
@@ -354,7 +358,12 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 			ahead = bulkReadAhead
 			d.fill.max = bulkReadAhead
 		}
-		b := make([]byte, n+ahead)
+		var b []byte
+		if d.alloc != nil {
+			b = d.alloc(n + ahead)
+		} else {
+			b = make([]byte, n+ahead)
+		}
 		k, _ := d.br.Read(b[:d.br.Buffered()]) // only buffered bytes: no read, no error
 		got, err := io.ReadAtLeast(d.src, b[k:], n-k)
 		if err != nil {
@@ -363,8 +372,9 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 			}
 			return nil, err
 		}
-		d.fill.pend = b[n : k+got]
-		return b[:n:n], nil
+		// The bytes read ahead are copied out: b is the caller's now.
+		d.fill.pend = d.pendBuf[:copy(d.pendBuf[:], b[n:k+got])]
+		return b[:n], nil
 	}
 	if n > d.br.Buffered() {
 		d.fill.max = 0 // one refill, not many bounded ones
@@ -399,6 +409,14 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// SetAlloc makes the Decoder take the slice of each large field that it
+// reads straight from its source (16 KiB to 1 MiB, not buffered yet: a bulk
+// tunnel chunk) from alloc, which must return a slice of length n that
+// nothing else uses; the field is a prefix of it, and belongs to the caller
+// as any decoded field does. The relay uses it to read tunnel chunks into
+// buffers it recycles. A nil alloc restores plain allocation.
+func (d *Decoder) SetAlloc(alloc func(n int) []byte) { d.alloc = alloc }
 
 // Buffered returns how many bytes the Decoder has read ahead of the last
 // decoded message: the start of the next one, if not zero.

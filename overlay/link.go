@@ -36,6 +36,7 @@ const (
 // queueing allocates nothing.
 type qframe struct {
 	head, body []byte
+	release    func([]byte) // called with body once it is copied; may be nil (SendOwned)
 }
 
 func (f *qframe) size() int { return len(f.head) + len(f.body) }
@@ -136,7 +137,11 @@ func (l *link) writeLoop() error {
 			p.writing.Store(true)
 		}
 		for wrote {
-			if err := b.frame(frameApp, f.head, f.body); err != nil {
+			err := b.frame(frameApp, f.head, f.body)
+			if f.release != nil {
+				f.release(f.body) // copied (or lost with the link): no longer read
+			}
+			if err != nil {
 				return err
 			}
 			p.o.stats.framesOut.Add(1)

@@ -55,6 +55,9 @@ type conn struct {
 	q   *sendQueue
 	tun tunnels
 	iov net.Buffers // the write loop's, reused by writeBatch
+	// lastChunk is the buffer allocChunk gave the read loop's Decoder
+	// last (chunkpool.go).
+	lastChunk *byte
 
 	// answers counts the app's requests and tunnel builds whose answer has
 	// not been taken by the writer yet (see kindAnswer).
@@ -94,6 +97,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	}
 	c.rd = &appReader{c: c}
 	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
+	c.dec.SetAlloc(c.allocChunk)
 	c.tun = newTunnels(c)
 	c.q.gapStat = &s.stats.gapNotices
 	return c
