@@ -186,7 +186,7 @@ func (l *link) writeLoop() error {
 // batcher packs frames into records of up to MaxRecordPlaintext bytes and
 // sealed records into writes of about flushThreshold bytes. Frames are
 // copied once, into the write buffer right where their record goes, and
-// sealed there in place. Its buffer grows with the load and is released
+// sealed there in place; large bodies are sealed from where they lie. Its buffer grows with the load and is released
 // when the link idles.
 type batcher struct {
 	l   *link
@@ -205,7 +205,16 @@ func newBatcher(l *link) *batcher {
 // release drops the buffer; it grows again with the next frames.
 func (b *batcher) release() { b.out, b.rec = nil, -1 }
 
+// sealDirect is the body size from which a frame's body is sealed from
+// where it lies, in records of its own, rather than copied into the
+// record being filled.
+const sealDirect = 16 << 10
+
 // frame appends one frame: its header, then head and body back to back.
+// A large body is not copied: the record holding the frame's header and
+// head is closed, and the body sealed from where it lies into records of
+// its own (the reader puts the plaintexts of records back to back, so the
+// frame arrives whole all the same).
 func (b *batcher) frame(kind byte, head, body []byte) error {
 	b.hdr[0] = kind
 	binary.BigEndian.PutUint32(b.hdr[1:], uint32(len(head)+len(body)))
@@ -215,7 +224,26 @@ func (b *batcher) frame(kind byte, head, body []byte) error {
 	if err := b.put(head); err != nil {
 		return err
 	}
-	return b.put(body)
+	if len(body) < sealDirect {
+		return b.put(body)
+	}
+	if err := b.seal(); err != nil {
+		return err
+	}
+	for len(body) > 0 {
+		k := min(len(body), crypto.MaxRecordPlaintext)
+		var err error
+		if b.out, err = b.l.sess.Seal(b.out, body[:k]); err != nil {
+			return err
+		}
+		body = body[k:]
+		if len(b.out) >= flushThreshold {
+			if err := b.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // put appends bytes, sealing full records and writing full batches.

@@ -25,11 +25,14 @@ const (
 	sliceMin = 16 << 10
 	// maxRecordSize is the largest record: its length and ciphertext.
 	maxRecordSize = crypto.RecordHeaderSize + 65535
-	// freeRead bounds a read made while no frame is being received: one
-	// record at most and the next record's length, so that when the
-	// record ends inside a frame, the rest of the frame is read right
-	// after its start (see recordReader.fill).
+	// freeRead bounds a read: one record at most and the next record's
+	// length, so that when a large record ends inside a frame, the rest of
+	// the frame is read right after its start (see recordReader.fill).
 	freeRead = maxRecordSize + crypto.RecordHeaderSize
+	// moveMax is the most the reader copies to join a frame's start and
+	// the next record's plaintext when a read brought both with a gap
+	// between them (their headers and tag); larger ones are read apart.
+	moveMax = 4 << 10
 )
 
 // arenaPool holds arenas no frame was sliced from, between bursts.
@@ -57,12 +60,14 @@ var errBadFrame = errors.New("overlay: bad frame")
 // plaintext stream into frames.
 //
 // Records are read into an arena a, and each is opened where it lies.
-// While a frame is being received (a[r:w] holds its start), the next
-// record's length is read first and its ciphertext right at w, so that its
-// plaintext continues the frame: a frame spanning records is assembled
-// without a copy. Otherwise up to freeRead bytes are read at once, which
-// may bring several small records; one of those that continues a frame is
-// moved next to it (the shorter of the two is copied). Frames of sliceMin
+// Up to freeRead bytes are read at once, which may bring several records;
+// the plaintext of one that continues a frame is joined to the frame's
+// start by copying the shorter of the two. While a large start of a frame
+// waits in a[r:w] for a large record (a sender that cut a large frame
+// across records), the record's length is read first and its ciphertext
+// right at w, so that its plaintext continues the frame: a frame spanning
+// records is assembled without a copy. (Senders seal large frame bodies
+// into records of their own: only the small records around them move.) Frames of sliceMin
 // bytes or more are delivered as slices of the arena, which from then on
 // is never written where they lie; smaller ones as copies.
 type recordReader struct {
@@ -94,11 +99,13 @@ func (rr *recordReader) step() error {
 // ciphertext, and at most freeRead (or that record and the next length,
 // while a frame is being received).
 func (rr *recordReader) fill() error {
-	receiving := rr.r < rr.w
+	// A large start of a frame is followed by the next record's plaintext
+	// without a gap (no copy) when that record is large too: read apart.
+	bigStart := rr.w-rr.r >= moveMax
 	if rr.x == rr.y && rr.a != nil {
 		rr.x, rr.y = rr.w, rr.w // the next ciphertext goes right after the plaintext
 	}
-	if receiving && !rr.known && rr.x == rr.y {
+	if bigStart && !rr.known && rr.x == rr.y {
 		// Read the length apart: the ciphertext then lands at w.
 		var h [crypto.RecordHeaderSize]byte
 		if _, err := io.ReadFull(rr.src, h[:]); err != nil {
@@ -106,14 +113,13 @@ func (rr *recordReader) fill() error {
 		}
 		rr.n, rr.known = int(binary.BigEndian.Uint16(h[:])), true
 	}
-	var need, most int // bytes the read must and may bring
-	switch {
-	case rr.known:
+	need := crypto.RecordHeaderSize - (rr.y - rr.x) // bytes the read must bring
+	if rr.known {
 		need = rr.n - (rr.y - rr.x)
-		most = need + crypto.RecordHeaderSize
-	default:
-		need = crypto.RecordHeaderSize - (rr.y - rr.x)
-		most = freeRead - (rr.y - rr.x)
+	}
+	most := freeRead - (rr.y - rr.x) // and may bring
+	if bigStart && rr.known && rr.n-crypto.RecordHeaderSize >= moveMax {
+		most = need + crypto.RecordHeaderSize // this record and the next length
 	}
 	if rr.a == nil || len(rr.a)-rr.y < most {
 		rr.rearrange(most)

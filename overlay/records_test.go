@@ -50,25 +50,34 @@ func (p *pieceReader) Read(b []byte) (int, error) {
 	return p.r.Read(b[:min(len(b), 1+p.rnd.IntN(p.max))])
 }
 
-// TestRecordReaderFrames reads a mixed stream packed into full records, and
-// the same frames one record per frame, with reads of every size: the
+// TestRecordReaderFrames reads a mixed stream packed into full records,
+// the same frames one record per frame, and with large bodies in records of
+// their own (as the batcher seals them), with reads of every size: the
 // frames arrive whole and in order.
 func TestRecordReaderFrames(t *testing.T) {
 	stream, want := mixedStream()
-	var perFrame [][]byte
+	var perFrame, apart [][]byte
 	for rest := stream; len(rest) > 0; {
 		n := frameHeaderSize + int(uint32(rest[1])<<24|uint32(rest[2])<<16|uint32(rest[3])<<8|uint32(rest[4]))
 		perFrame = append(perFrame, rest[:n])
+		if n-frameHeaderSize >= sealDirect { // as the batcher seals large bodies
+			apart = append(apart, rest[:frameHeaderSize], rest[frameHeaderSize:n])
+		} else {
+			apart = append(apart, rest[:n])
+		}
 		rest = rest[n:]
 	}
-	for _, packing := range []string{"packed", "per-frame"} {
+	for _, packing := range []string{"packed", "per-frame", "bodies apart"} {
 		for _, reads := range []int{0, 1 << 20, 70 << 10, 1000, 17} {
 			send, recv := sessionPair(t)
 			var records []byte
-			if packing == "packed" {
+			switch packing {
+			case "packed":
 				records = packedRecords(t, send, stream)
-			} else {
+			case "per-frame":
 				records = sealChunks(t, send, perFrame)
+			default:
+				records = sealChunks(t, send, apart)
 			}
 			var src io.Reader = bytes.NewReader(records)
 			if reads > 0 {
