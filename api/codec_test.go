@@ -351,3 +351,76 @@ func TestAppendDaemonHead(t *testing.T) {
 		t.Error("REPLY has a head")
 	}
 }
+
+// countedReader counts what it reads and the reads it makes.
+type countedReader struct {
+	r            io.Reader
+	bytes, reads int
+	maxAsked     int // the largest read asked for
+}
+
+func (c *countedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.bytes += n
+	c.reads++
+	c.maxAsked = max(c.maxAsked, len(p))
+	return n, err
+}
+
+// TestDecoderBulkReadAhead checks that in a stream of large fields each is
+// read straight into its slice (the refills of the bufio buffer in between
+// bring only bulkReadAhead bytes), and that a small message lifts that bound.
+func TestDecoderBulkReadAhead(t *testing.T) {
+	chunk := bytes.Repeat([]byte{'c'}, 64<<10)
+	tun := func(i int) *Message { return &Message{Op: OpTunTransfer, ID: 1, Size: uint64(i), Payload: chunk} }
+	var stream []byte
+	for i := range 4 {
+		stream = AppendClient(stream, tun(i))
+	}
+	for range 3 {
+		stream = AppendClient(stream, &Message{Op: OpPublish, Topic: "t", Payload: []byte("small")})
+	}
+	mid := bytes.Repeat([]byte{'m'}, 10<<10)
+	stream = AppendClient(stream, &Message{Op: OpPublish, Topic: "t", Payload: mid})
+
+	src := bytes.NewReader(stream)
+	d := NewDecoder(src, Limits{})
+	fill := &countedReader{r: src}
+	direct := &countedReader{r: src}
+	d.fill.r, d.src = fill, direct
+
+	var m Message
+	if err := d.ReadClient(&m); err != nil || !bytes.Equal(m.Payload, chunk) {
+		t.Fatalf("first chunk: %v", err)
+	}
+	fill0, reads0 := fill.bytes, fill.reads+direct.reads
+	for i := 1; i < 4; i++ {
+		if err := d.ReadClient(&m); err != nil || !bytes.Equal(m.Payload, chunk) || m.Size != uint64(i) {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	if got := fill.bytes - fill0; got > 3*bulkReadAhead {
+		t.Errorf("3 chunks after the first: %d bytes through the buffer, want at most %d", got, 3*bulkReadAhead)
+	}
+	if reads := fill.reads + direct.reads - reads0; reads > 3 {
+		t.Errorf("3 chunks after the first took %d reads, want one each", reads)
+	}
+	if direct.bytes < 3*(len(chunk)-bulkReadAhead) {
+		t.Errorf("%d bytes of the chunks read directly, want most of the last 3", direct.bytes)
+	}
+	for range 3 {
+		if err := d.ReadClient(&m); err != nil || string(m.Payload) != "small" {
+			t.Fatalf("small message: %v", err)
+		}
+	}
+	reads := fill.reads
+	if err := d.ReadClient(&m); err != nil || !bytes.Equal(m.Payload, mid) {
+		t.Fatalf("10 KiB message: %v", err)
+	}
+	if fill.reads-reads > 1 {
+		t.Errorf("10 KiB message after small ones took %d refills, want at most 1", fill.reads-reads)
+	}
+	if err := d.ReadClient(&m); err != io.EOF {
+		t.Fatalf("end of stream: %v", err)
+	}
+}

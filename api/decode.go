@@ -16,6 +16,13 @@ const readBufferSize = 64 << 10
 // buffered yet straight from the source.
 const directReadSize = 16 << 10
 
+// bulkReadAhead bounds the read that refills the bufio buffer after a large
+// field was read straight from the source: in a stream of large messages
+// (bulk tunnel chunks) the next refill then brings the next header and a
+// little of its payload, and the payload is read into its own slice rather
+// than copied out of the buffer. The first small message lifts the bound.
+const bulkReadAhead = 512
+
 // eagerAllocMax is the largest binary field allocated in one go as soon as
 // its length is known. Larger fields grow as their bytes actually arrive, so
 // a peer that declares a 16 MiB message and stalls costs at most this much.
@@ -27,6 +34,17 @@ type Decoder struct {
 	br  *bufio.Reader
 	src io.Reader // what br reads from (br itself if it was passed in)
 	lim Limits
+
+	// fill is br's source when the Decoder made br: src, with refills
+	// bounded to bulkReadAhead while large fields stream (see readN).
+	fill cappedReader
+	// direct is set when the current message had a field read straight
+	// from src.
+	direct bool
+	// pendBuf holds the bytes read ahead of a large field (fill.pend).
+	pendBuf [bulkReadAhead]byte
+	// alloc, if set, allocates the large fields read straight from src.
+	alloc func(n int) []byte
 
 	// err is the first error met while decoding the current message's
 	// fields, annotated with the field's name. The field readers do nothing
@@ -83,17 +101,38 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 	if err := lim.Validate(); err != nil {
 		panic(err)
 	}
-	br := bufio.NewReaderSize(r, readBufferSize) // reuses a big enough *bufio.Reader
-	src := r
-	if rb, ok := r.(*bufio.Reader); ok && rb == br {
-		src = br
-	}
-	return &Decoder{
-		br:       br,
-		src:      src,
+	d := &Decoder{
+		src:      r,
 		lim:      lim.withDefaults(),
 		eagerMax: eagerAllocMax,
 	}
+	if rb, ok := r.(*bufio.Reader); ok && rb.Size() >= readBufferSize {
+		d.br, d.src = rb, rb // the caller's buffer: its refills are not bounded
+	} else {
+		d.fill.r = r
+		d.br = bufio.NewReaderSize(&d.fill, readBufferSize)
+	}
+	return d
+}
+
+// cappedReader reads from r, at most max bytes per Read when max is set.
+// It first returns pend: bytes read ahead of a large field (see readN).
+type cappedReader struct {
+	r    io.Reader
+	max  int // 0: no bound
+	pend []byte
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if len(c.pend) > 0 {
+		n := copy(p, c.pend)
+		c.pend = c.pend[n:]
+		return n, nil
+	}
+	if c.max > 0 && len(p) > c.max {
+		p = p[:c.max]
+	}
+	return c.r.Read(p)
 }
 
 // ReadClient decodes the next client → daemon message into m, which it resets
@@ -134,10 +173,14 @@ func (d *Decoder) read(m *Message, dir string, body func(*Decoder, *Message)) er
 	}
 	m.Op = Opcode(op)
 	d.err = nil
+	d.direct = false
 	if m.Op > lastV10 && !d.v11 {
 		d.badOpcode(m, "in a v1.0 session")
 	} else {
 		body(d, m)
+	}
+	if !d.direct {
+		d.fill.max = 0 // a small message: refill the buffer in full again
 	}
 	if d.err != nil {
 		d.broken = fmt.Errorf("api: read %s %s: %w", dir, m.Op, d.err)
@@ -258,6 +301,9 @@ func (d *Decoder) str(field string) string {
 	if n <= d.br.Size() {
 		// At most one allocation: copy straight out of the bufio buffer
 		// (none for a name decoded lately).
+		if n > d.br.Buffered() {
+			d.fill.max = 0 // one refill, not many bounded ones
+		}
 		p, err := d.br.Peek(n)
 		if err != nil {
 			d.fail(field, err)
@@ -295,19 +341,43 @@ func (d *Decoder) blob(field string) []byte {
 // zeroing). Up to eagerAllocMax it allocates n bytes at once; beyond, it grows
 // the slice (at most doubling) as data arrives, so the memory held never
 // exceeds twice what was received.
+//
+// A large field not buffered whole is read straight from the source into
+// its slice, with up to bulkReadAhead bytes more in the same read (the next
+// message's head, kept for the bufio buffer's next refill), and the refill
+// after those reads only bulkReadAhead bytes: in a stream of large fields
+// each is then read into its slice, in one read when it has arrived,
+// rather than copied out of the bufio buffer.
 func (d *Decoder) readN(n int) ([]byte, error) {
-	if n >= directReadSize && n <= d.eagerMax && d.br.Buffered() < n {
+	if n >= directReadSize && n <= d.eagerMax && d.br.Buffered() < n && len(d.fill.pend) == 0 {
 		// Large: what is buffered, then the rest straight from the
 		// source, not through the bufio buffer (one copy fewer).
-		b := make([]byte, n)
+		d.direct = true
+		ahead := 0
+		if d.fill.r != nil {
+			ahead = bulkReadAhead
+			d.fill.max = bulkReadAhead
+		}
+		var b []byte
+		if d.alloc != nil {
+			b = d.alloc(n + ahead)
+		} else {
+			b = make([]byte, n+ahead)
+		}
 		k, _ := d.br.Read(b[:d.br.Buffered()]) // only buffered bytes: no read, no error
-		if _, err := io.ReadFull(d.src, b[k:]); err != nil {
+		got, err := io.ReadAtLeast(d.src, b[k:], n-k)
+		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
 		}
-		return b, nil
+		// The bytes read ahead are copied out: b is the caller's now.
+		d.fill.pend = d.pendBuf[:copy(d.pendBuf[:], b[n:k+got])]
+		return b[:n], nil
+	}
+	if n > d.br.Buffered() {
+		d.fill.max = 0 // one refill, not many bounded ones
 	}
 	if n <= d.br.Size() && n <= d.eagerMax {
 		p, err := d.br.Peek(n)
@@ -340,9 +410,17 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 	return b, nil
 }
 
+// SetAlloc makes the Decoder take the slice of each large field that it
+// reads straight from its source (16 KiB to 1 MiB, not buffered yet: a bulk
+// tunnel chunk) from alloc, which must return a slice of length n that
+// nothing else uses; the field is a prefix of it, and belongs to the caller
+// as any decoded field does. The relay uses it to read tunnel chunks into
+// buffers it recycles. A nil alloc restores plain allocation.
+func (d *Decoder) SetAlloc(alloc func(n int) []byte) { d.alloc = alloc }
+
 // Buffered returns how many bytes the Decoder has read ahead of the last
 // decoded message: the start of the next one, if not zero.
-func (d *Decoder) Buffered() int { return d.br.Buffered() }
+func (d *Decoder) Buffered() int { return d.br.Buffered() + len(d.fill.pend) }
 
 // TooLargeError is the cause of a decode error (wrapped with ErrProtocol)
 // for a string or binary field longer than the Decoder's Limits allow.

@@ -39,13 +39,15 @@ type TunnelMember interface {
 }
 
 type tchunk struct {
-	sc uint64 // size of the message for its first chunk, else 0
-	b  []byte
+	sc      uint64 // size of the message for its first chunk, else 0
+	b       []byte
+	release func([]byte) // see SendOwned; nil when b is not given up
 }
 
-// tunnelPeer carries one end's traffic to the other end.
+// tunnelPeer carries one end's traffic to the other end. data calls
+// release (if not nil) with b once b is no longer read, unless it fails.
 type tunnelPeer interface {
-	data(sc uint64, b []byte) error
+	data(sc uint64, b []byte, release func([]byte)) error
 	credit(n uint64) error
 	close(reason string) error
 }
@@ -88,12 +90,22 @@ func (t *Tunnel) ID() uint64 { return t.id }
 // on its first chunk and 0 on the rest. The caller has checked the app's
 // credit; the tunnel reports what it passed on through TunnelAllow.
 func (t *Tunnel) Send(sizeOrCont uint64, chunk []byte) error {
+	return t.SendOwned(sizeOrCont, chunk, nil)
+}
+
+// SendOwned is Send for a chunk whose buffer the caller gives up: release,
+// if not nil, may be called with chunk once the chunk has been copied on
+// its way to the far daemon, after which nothing reads it. It is not
+// called when the chunk is dropped (the tunnel closed, or its peer left)
+// or delivered on this daemon: the buffer is then left to the garbage
+// collector. Nothing is released when SendOwned fails.
+func (t *Tunnel) SendOwned(sizeOrCont uint64, chunk []byte, release func([]byte)) error {
 	t.mu.Lock()
 	if t.closing || t.done || t.remoteClosed {
 		t.mu.Unlock()
 		return ErrTunnelClosed
 	}
-	t.outQ = append(t.outQ, tchunk{sizeOrCont, chunk})
+	t.outQ = append(t.outQ, tchunk{sizeOrCont, chunk, release})
 	t.mu.Unlock()
 	t.flushOut()
 	return nil
@@ -187,7 +199,7 @@ func (t *Tunnel) flushOut() {
 				break
 			}
 			t.mu.Unlock()
-			err := t.peer.data(c.sc, c.b)
+			err := t.peer.data(c.sc, c.b, c.release)
 			t.mu.Lock()
 			if err != nil {
 				congested = true
@@ -333,7 +345,7 @@ func (t *Tunnel) onData(sc uint64, b []byte) {
 		_ = t.peer.close("iris: tunnel credit exceeded")
 		return
 	}
-	t.inQ = append(t.inQ, tchunk{sc, b})
+	t.inQ = append(t.inQ, tchunk{sc: sc, b: b})
 	t.mu.Unlock()
 	t.flushIn()
 }
@@ -391,9 +403,12 @@ func (t *Tunnel) fail(reason string) {
 // localPeer links the two ends of a tunnel on the same daemon.
 type localPeer struct{ t *Tunnel }
 
-func (p localPeer) data(sc uint64, b []byte) error { p.t.onData(sc, b); return nil }
-func (p localPeer) credit(n uint64) error          { p.t.onCredit(n); return nil }
-func (p localPeer) close(reason string) error      { p.t.onClose(reason); return nil }
+func (p localPeer) data(sc uint64, b []byte, _ func([]byte)) error {
+	p.t.onData(sc, b) // delivered here: the sink holds b, nothing is released
+	return nil
+}
+func (p localPeer) credit(n uint64) error     { p.t.onCredit(n); return nil }
+func (p localPeer) close(reason string) error { p.t.onClose(reason); return nil }
 
 // remotePeer carries a tunnel's traffic over the overlay. Data and close
 // share the bulk queue, so a close never overtakes data; credit goes
@@ -404,8 +419,22 @@ type remotePeer struct {
 	rid  uint64 // the far end's tunnel id
 }
 
-func (p remotePeer) data(sc uint64, b []byte) error {
-	return p.n.send(p.node, overlay.Bulk, tunHead(fTunData, p.rid, sc), b)
+func (p remotePeer) data(sc uint64, b []byte, release func([]byte)) error {
+	head := tunHead(fTunData, p.rid, sc)
+	ov, ok := p.n.ready()
+	if !ok {
+		return ErrClosed
+	}
+	if so, ok := ov.(ownedSender); ok && release != nil {
+		return so.SendOwned(p.node, overlay.Bulk, head, b, release)
+	}
+	return ov.Send(p.node, overlay.Bulk, head, b)
+}
+
+// ownedSender is an Overlay that can release the buffers of the frames it
+// sent (*overlay.Overlay does).
+type ownedSender interface {
+	SendOwned(id string, prio overlay.Priority, head, body []byte, release func([]byte)) error
 }
 
 func (p remotePeer) credit(n uint64) error {

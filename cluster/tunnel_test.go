@@ -29,7 +29,7 @@ func newTunEnd() *tunEnd {
 
 func (e *tunEnd) TunnelData(sc uint64, b []byte) bool {
 	select {
-	case e.data <- tchunk{sc, b}:
+	case e.data <- tchunk{sc: sc, b: b}:
 		return true
 	default:
 		return false

@@ -3,7 +3,11 @@ package overlay
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"net"
 	"testing"
+
+	"github.com/iris-mesh/iris/crypto"
 )
 
 func appendFrame(b []byte, kind byte, payload []byte) []byte {
@@ -17,17 +21,69 @@ type parsedFrame struct {
 	payload []byte
 }
 
-func parseAll(t *testing.T, max int, chunks [][]byte) ([]parsedFrame, error) {
-	var out []parsedFrame
-	fp := frameParser{max: max, deliver: func(k byte, p []byte) {
-		out = append(out, parsedFrame{k, append([]byte(nil), p...)})
-	}}
+// sessionPair returns the two ends of a crypto session: what send seals,
+// recv opens.
+func sessionPair(tb testing.TB) (send, recv *crypto.Session) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		recv, _, err = crypto.Accept(b, "test-net", []crypto.Key{testKey})
+		errc <- err
+	}()
+	send, err := crypto.Handshake(a, true, "test-net", testKey)
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return send, recv
+}
+
+// sealChunks seals each chunk of a plaintext stream into records (more than
+// one when it is longer than a record holds; none when it is empty).
+func sealChunks(tb testing.TB, send *crypto.Session, chunks [][]byte) []byte {
+	var out []byte
 	for _, c := range chunks {
-		if err := fp.feed(c); err != nil {
+		for len(c) > 0 {
+			k := min(len(c), crypto.MaxRecordPlaintext)
+			var err error
+			if out, err = send.Seal(out, c[:k]); err != nil {
+				tb.Fatal(err)
+			}
+			c = c[k:]
+		}
+	}
+	return out
+}
+
+// readFrames runs a link's record reader over records read from src.
+func readFrames(recv *crypto.Session, max int, src io.Reader) ([]parsedFrame, error) {
+	var out []parsedFrame
+	rr := recordReader{
+		src: src, open: recv.Open, max: max, opened: func(int) {},
+		deliver: func(k byte, p []byte) {
+			out = append(out, parsedFrame{k, append([]byte(nil), p...)})
+		},
+	}
+	for {
+		if err := rr.step(); err != nil {
+			if err == io.EOF && rr.r == rr.w && rr.x == rr.y && !rr.known {
+				return out, nil // the stream ended between records
+			}
 			return out, err
 		}
 	}
-	return out, nil
+}
+
+// parseAll seals each chunk of a plaintext stream into records and reads
+// them back with a link's record reader.
+func parseAll(t *testing.T, max int, chunks [][]byte) ([]parsedFrame, error) {
+	send, recv := sessionPair(t)
+	return readFrames(recv, max, bytes.NewReader(sealChunks(t, send, chunks)))
 }
 
 func TestFrameParserSplits(t *testing.T) {

@@ -1,11 +1,8 @@
 package overlay
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"sync"
@@ -32,15 +29,6 @@ const (
 	flushThreshold = 256 << 10
 	// linkWriteTimeout closes a link whose peer stopped reading.
 	linkWriteTimeout = 30 * time.Second
-	// readBufferSize is the link reader's socket buffer: several small
-	// records per read syscall (a record larger than the buffer is read
-	// straight into the record buffer). Small, since every link end holds
-	// one for its whole life.
-	readBufferSize = 8 << 10
-	// bigRecord is the record buffer size above which the reader returns
-	// the buffer to recordPool when no more bytes are waiting, so that an
-	// idle link holds no large buffer.
-	bigRecord = 8 << 10
 )
 
 // qframe is one queued frame: head and body are written back to back and
@@ -48,6 +36,7 @@ const (
 // queueing allocates nothing.
 type qframe struct {
 	head, body []byte
+	release    func([]byte) // called with body once it is copied; may be nil (SendOwned)
 }
 
 func (f *qframe) size() int { return len(f.head) + len(f.body) }
@@ -148,7 +137,11 @@ func (l *link) writeLoop() error {
 			p.writing.Store(true)
 		}
 		for wrote {
-			if err := b.frame(frameApp, f.head, f.body); err != nil {
+			err := b.frame(frameApp, f.head, f.body)
+			if f.release != nil {
+				f.release(f.body) // copied (or lost with the link): no longer read
+			}
+			if err != nil {
 				return err
 			}
 			p.o.stats.framesOut.Add(1)
@@ -193,7 +186,7 @@ func (l *link) writeLoop() error {
 // batcher packs frames into records of up to MaxRecordPlaintext bytes and
 // sealed records into writes of about flushThreshold bytes. Frames are
 // copied once, into the write buffer right where their record goes, and
-// sealed there in place. Its buffer grows with the load and is released
+// sealed there in place; large bodies are sealed from where they lie. Its buffer grows with the load and is released
 // when the link idles.
 type batcher struct {
 	l   *link
@@ -212,7 +205,16 @@ func newBatcher(l *link) *batcher {
 // release drops the buffer; it grows again with the next frames.
 func (b *batcher) release() { b.out, b.rec = nil, -1 }
 
+// sealDirect is the body size from which a frame's body is sealed from
+// where it lies, in records of its own, rather than copied into the
+// record being filled.
+const sealDirect = 16 << 10
+
 // frame appends one frame: its header, then head and body back to back.
+// A large body is not copied: the record holding the frame's header and
+// head is closed, and the body sealed from where it lies into records of
+// its own (the reader puts the plaintexts of records back to back, so the
+// frame arrives whole all the same).
 func (b *batcher) frame(kind byte, head, body []byte) error {
 	b.hdr[0] = kind
 	binary.BigEndian.PutUint32(b.hdr[1:], uint32(len(head)+len(body)))
@@ -222,7 +224,26 @@ func (b *batcher) frame(kind byte, head, body []byte) error {
 	if err := b.put(head); err != nil {
 		return err
 	}
-	return b.put(body)
+	if len(body) < sealDirect {
+		return b.put(body)
+	}
+	if err := b.seal(); err != nil {
+		return err
+	}
+	for len(body) > 0 {
+		k := min(len(body), crypto.MaxRecordPlaintext)
+		var err error
+		if b.out, err = b.l.sess.Seal(b.out, body[:k]); err != nil {
+			return err
+		}
+		body = body[k:]
+		if len(b.out) >= flushThreshold {
+			if err := b.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // put appends bytes, sealing full records and writing full batches.
@@ -284,138 +305,33 @@ func (b *batcher) end() error {
 	return b.flush()
 }
 
-// copyBelow is the frame size under which the reader hands out a copy
-// rather than a slice of the record: a small frame held long by a slow
-// consumer would otherwise pin its whole record (up to 64 KiB). Larger
-// frames are sliced in place, pinning at most 16 times their size.
-const copyBelow = 4 << 10
-
-// readLoop reads records and decrypts each in place. Frames of copyBelow
-// bytes or more are handed out as slices of the record (no copy); smaller
-// ones as copies, and a record none of whose frames was sliced is reused
-// for the next one, so small frames cost one small allocation each and
-// large ones none.
+// readLoop reads records and delivers their frames (see recordReader).
 func (l *link) readLoop() error {
 	o := l.p.o
-	br := bufio.NewReaderSize(l.conn, readBufferSize)
-	fp := frameParser{max: o.cfg.MaxFrameSize, deliver: l.deliver}
-	var buf []byte
+	rr := recordReader{
+		src:     l.conn,
+		open:    l.sess.Open,
+		max:     o.cfg.MaxFrameSize,
+		deliver: l.deliver,
+		opened: func(n int) {
+			o.stats.bytesIn.Add(uint64(n))
+			l.heard()
+		},
+	}
 	for {
 		// The far writer sends at least a heartbeat every KeepaliveInterval:
 		// silence for KeepaliveTimeout means the peer or the path is gone,
 		// even when TCP has not noticed (a partition sends no RST).
 		_ = l.conn.SetReadDeadline(time.Now().Add(o.cfg.KeepaliveTimeout))
-		var rh [crypto.RecordHeaderSize]byte
-		if _, err := io.ReadFull(br, rh[:]); err != nil {
+		if err := rr.step(); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				l.silent.Store(true)
 				return fmt.Errorf("no traffic from the peer for %v: %w", o.cfg.KeepaliveTimeout, err)
 			}
 			return err
 		}
-		n := int(binary.BigEndian.Uint16(rh[:]))
-		if cap(buf) < n {
-			if n > bigRecord {
-				buf = getRecord()
-			} else {
-				buf = make([]byte, bigRecord)
-			}
-		}
-		rec := buf[:n]
-		if _, err := io.ReadFull(br, rec); err != nil {
-			return err
-		}
-		plain, err := l.sess.Open(rec[:0], rec)
-		if err != nil {
-			return err
-		}
-		o.stats.bytesIn.Add(uint64(n + crypto.RecordHeaderSize))
-		l.heard()
-		fp.retained = false
-		if err := fp.feed(plain); err != nil {
-			return err
-		}
-		if fp.retained {
-			buf = nil // a delivered frame holds it
-		} else if cap(buf) > bigRecord && br.Buffered() == 0 {
-			putRecord(buf) // nothing waiting: do not hold 64 KiB while idle
-			buf = nil
-		}
 	}
 }
-
-// recordPool holds the readers' large record buffers between bursts.
-var recordPool sync.Pool
-
-func getRecord() []byte {
-	if b, ok := recordPool.Get().(*[]byte); ok {
-		return *b
-	}
-	return make([]byte, crypto.RecordHeaderSize+65535)
-}
-
-func putRecord(b []byte) {
-	b = b[:cap(b)]
-	recordPool.Put(&b)
-}
-
-// frameParser splits a link's plaintext stream into frames. Frames that lie
-// inside one fed chunk are delivered as slices of it when large, as copies
-// when small (see copyBelow); a frame spanning chunks is assembled in a
-// buffer allocated once its length is checked.
-type frameParser struct {
-	max      int
-	deliver  func(kind byte, payload []byte)
-	retained bool // a slice of the last chunk fed was delivered
-
-	hdr  [frameHeaderSize]byte
-	hdrN int
-	want int    // body length of the frame being assembled
-	asm  []byte // body of a frame spanning chunks; nil when not assembling
-}
-
-// feed consumes one chunk of the stream. Unless it sets retained, the
-// parser keeps no reference to chunk.
-func (fp *frameParser) feed(chunk []byte) error {
-	for len(chunk) > 0 {
-		if fp.asm != nil {
-			k := min(fp.want-len(fp.asm), len(chunk))
-			fp.asm = append(fp.asm, chunk[:k]...)
-			chunk = chunk[k:]
-			if len(fp.asm) == fp.want {
-				fp.deliver(fp.hdr[0], fp.asm)
-				fp.asm, fp.hdrN = nil, 0
-			}
-			continue
-		}
-		k := copy(fp.hdr[fp.hdrN:], chunk)
-		fp.hdrN += k
-		chunk = chunk[k:]
-		if fp.hdrN < frameHeaderSize {
-			continue
-		}
-		fp.want = int(binary.BigEndian.Uint32(fp.hdr[1:]))
-		if fp.want > fp.max {
-			return fmt.Errorf("%w: frame of %d bytes exceeds limit %d", errBadFrame, fp.want, fp.max)
-		}
-		if len(chunk) >= fp.want {
-			body := chunk[:fp.want:fp.want]
-			if fp.want < copyBelow {
-				body = append([]byte(nil), body...)
-			} else {
-				fp.retained = true
-			}
-			fp.deliver(fp.hdr[0], body)
-			chunk = chunk[fp.want:]
-			fp.hdrN = 0
-			continue
-		}
-		fp.asm = make([]byte, 0, fp.want)
-	}
-	return nil
-}
-
-var errBadFrame = errors.New("overlay: bad frame")
 
 // heard records that a record came in: the link works, any probe is
 // answered, and a peer marked quiet is not any more.

@@ -325,6 +325,16 @@ func (o *Overlay) goIfOpen(f func()) bool {
 // Send fails with ErrBackpressure when the peer's queue is full, and with
 // ErrUnknownPeer when id is not a member of the network.
 func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
+	return o.SendOwned(id, prio, head, body, nil)
+}
+
+// SendOwned is Send for a body whose buffer the caller gives up: once the
+// frame is queued (SendOwned returned nil), release, if not nil, is called
+// with body when the link's writer has copied it into a record, and
+// nothing reads body after that. A frame dropped from the queue (its peer
+// left) is not released. On error nothing is released: the caller still
+// owns body.
+func (o *Overlay) SendOwned(id string, prio Priority, head, body []byte, release func([]byte)) error {
 	if len(head)+len(body) > o.cfg.MaxFrameSize {
 		return ErrFrameTooLarge
 	}
@@ -335,7 +345,7 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	if err := p.enqueue(prio, qframe{head: head, body: body}); err != nil {
+	if err := p.enqueue(prio, qframe{head: head, body: body, release: release}); err != nil {
 		o.stats.framesDropped.Add(1)
 		return err
 	}

@@ -30,6 +30,13 @@ const (
 	minKeptQ        = 1024 // an idle queue keeps a batch slice of up to this many messages
 )
 
+// writevMax and writevParts bound what one write gathers: bytes, and
+// slices (two per large payload).
+const (
+	writevMax   = 1 << 20
+	writevParts = 128
+)
+
 // errAppClose ends the read loop when the app sends CLOSE.
 var errAppClose = errors.New("relay: closed by the app")
 
@@ -48,6 +55,10 @@ type conn struct {
 	log zerolog.Logger
 	q   *sendQueue
 	tun tunnels
+	iov net.Buffers // the write loop's, reused by writeBatch
+	// lastChunk is the buffer allocChunk gave the read loop's Decoder
+	// last (chunkpool.go).
+	lastChunk *byte
 
 	// answers counts the app's requests and tunnel builds whose answer has
 	// not been taken by the writer yet (see kindAnswer).
@@ -89,6 +100,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	c.deadlines = deadline.New[*delivery](c.expire)
 	c.rd = &appReader{c: c}
 	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
+	c.dec.SetAlloc(c.allocChunk)
 	c.tun = newTunnels(c)
 	c.q.gapStat = &s.stats.gapNotices
 	return c
@@ -431,9 +443,11 @@ func (c *conn) endWrites() {
 	c.nc.Close()
 }
 
-// writeBatch encodes batch into buf, writing whenever flushSize is reached
-// and at the end. It releases the answer slots of the batch first: the app
-// cannot have seen an answer before it is written.
+// writeBatch encodes batch into buf and writes it, in as few calls as it
+// can: large payloads are written from where they are (writev), several per
+// call, and a call is made whenever flushSize bytes are encoded, writevMax
+// bytes are gathered, and at the end. It releases the answer slots of the
+// batch first: the app cannot have seen an answer before it is written.
 func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
 	answers, tunBytes := 0, 0
 	for i := range batch {
@@ -453,33 +467,41 @@ func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
 		c.tun.written(tunBytes)
 	}
 	c.srv.stats.msgsOut.Add(uint64(len(batch)))
+	// iov holds what is gathered for the next write: the parts of buf
+	// before each large payload, and the payloads. buf[from:] is encoded
+	// but not in iov yet; gathered counts the bytes in iov.
+	iov := c.iov[:0]
+	from, gathered := 0, 0
 	for i := range batch {
 		m := &batch[i].msg
+		direct := false
 		if len(m.Payload) >= directWriteSize {
-			// A large payload is written from where it is, after what is
-			// buffered and its head, in one writev: no copy.
-			var ok bool
-			if buf, ok = api.AppendDaemonHead(buf, m); ok {
-				bufs := net.Buffers{buf, m.Payload}
-				n, err := bufs.WriteTo(c.nc)
-				c.srv.stats.bytesOut.Add(uint64(n))
-				if err != nil {
-					return buf[:0], err
-				}
-				buf = buf[:0]
-				continue
-			}
+			buf, direct = api.AppendDaemonHead(buf, m)
 		}
-		buf = api.AppendDaemon(buf, m)
-		if len(buf) >= flushSize || i == len(batch)-1 {
-			n, err := c.nc.Write(buf)
-			c.srv.stats.bytesOut.Add(uint64(n))
-			if err != nil {
-				return buf[:0], err
-			}
-			buf = buf[:0]
+		if direct {
+			iov = append(iov, buf[from:], m.Payload)
+			gathered += len(buf) - from + len(m.Payload)
+			from = len(buf)
+		} else {
+			buf = api.AppendDaemon(buf, m)
+		}
+		if i < len(batch)-1 && len(buf)-from < flushSize && gathered < writevMax && len(iov) < writevParts {
+			continue
+		}
+		if len(buf) > from {
+			iov = append(iov, buf[from:])
+		}
+		w := iov // WriteTo consumes w
+		n, err := w.WriteTo(c.nc)
+		c.srv.stats.bytesOut.Add(uint64(n))
+		clear(iov) // drop the payloads
+		iov, buf, from, gathered = iov[:0], buf[:0], 0, 0
+		if err != nil {
+			c.iov = iov
+			return buf, err
 		}
 	}
+	c.iov = iov
 	return buf, nil
 }
 

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -294,6 +295,29 @@ func TestBroadcastOrder(t *testing.T) {
 	for i := range n {
 		if m := svc.expectOp(api.OpBroadcast); string(m.Payload) != fmt.Sprint(i) {
 			t.Fatalf("broadcast %d arrived as %q", i, m.Payload)
+		}
+	}
+}
+
+// TestBroadcastOrderMixedSizes: broadcasts of mixed sizes, queued faster
+// than the writer writes them, arrive whole and in order: small ones copied
+// into the write buffer, large ones gathered from where they are.
+func TestBroadcastOrderMixedSizes(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, nil)
+	svc := connect(t, d, "ord")
+	cli := connect(t, d, "")
+	sizes := []int{5, 20 << 10, 1, 70 << 10, 300, 16 << 10, 16<<10 - 1, 64 << 10}
+	const n = 64
+	payload := func(i int) []byte {
+		return bytes.Repeat([]byte{byte('a' + i%26)}, sizes[i%len(sizes)])
+	}
+	for i := range n {
+		cli.send(api.Message{Op: api.OpBroadcast, Cluster: "ord", Payload: payload(i)})
+	}
+	for i := range n {
+		if m := svc.expectOp(api.OpBroadcast); !bytes.Equal(m.Payload, payload(i)) {
+			t.Fatalf("broadcast %d arrived as %d bytes, want %d", i, len(m.Payload), sizes[i%len(sizes)])
 		}
 	}
 }

@@ -264,7 +264,11 @@ func (ts *connTunnels) handleTransfer(m *api.Message) error {
 	if t.credit.Add(-int64(n)) < 0 {
 		return fmt.Errorf("relay: %w: tunnel %d: chunk beyond the granted credit", api.ErrProtocol, m.ID)
 	}
-	if err := t.ct.Send(m.Size, m.Payload); err != nil && !errors.Is(err, cluster.ErrTunnelClosed) {
+	var release func([]byte)
+	if ts.c.recycledChunk(m.Payload) {
+		release = releaseChunk
+	}
+	if err := t.ct.SendOwned(m.Size, m.Payload, release); err != nil && !errors.Is(err, cluster.ErrTunnelClosed) {
 		return err
 	}
 	return nil
