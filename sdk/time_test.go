@@ -201,3 +201,44 @@ func TestSendQueueFull(t *testing.T) {
 		}
 	})
 }
+
+// The send queue is bounded in bytes too: with outboxBytes queued behind a
+// blocked writer, senders wait, even with room in SendQueueLen; a message
+// larger than the bound still goes out alone.
+func TestSendQueueBytes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dial, ends := pipeDialer()
+		c, p := connectPipe(t, &Config{Dial: dial}, ends)
+		ctx := context.Background()
+		if err := c.Broadcast(ctx, "c", []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the writer is blocked writing it: a pipe does not buffer
+		big := make([]byte, outboxBytes+1)
+		if err := c.Broadcast(ctx, "c", big); err != nil {
+			t.Fatalf("a message over the byte bound into an empty queue: %v", err)
+		}
+		tctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := c.Publish(tctx, "t", []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Publish behind %d queued bytes = %v, want to wait until the deadline", len(big), err)
+		}
+		sent := async(func() error { return c.Publish(ctx, "t", []byte("after")) })
+		for _, want := range []int{len("first"), len(big)} {
+			if m := p.readOp(api.OpBroadcast); len(m.Payload) != want {
+				t.Fatalf("BROADCAST of %d bytes, want %d", len(m.Payload), want)
+			}
+		}
+		if m := p.readOp(api.OpPublish); string(m.Payload) != "after" {
+			t.Fatalf("PUBLISH %q, want %q", m.Payload, "after")
+		}
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		closed := async(c.Close)
+		p.closeAck()
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
