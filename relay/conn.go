@@ -315,13 +315,23 @@ func (c *conn) writeNow(m *api.Message) error {
 // readLoop decodes and dispatches the app's messages until the session ends.
 func (c *conn) readLoop() error {
 	var m api.Message
+	// read counts the messages decoded since the last read from the socket:
+	// they are added to the shared counter once the decoder has nothing
+	// buffered (before it waits for the socket), not one by one, which
+	// made the counter's cache line bounce between the reader and writers.
+	read := uint64(0)
+	defer func() { c.srv.stats.msgsIn.Add(read) }()
 	for {
 		err := c.dec.ReadClient(&m)
-		c.rd.messageDone(c.dec.Buffered())
+		buffered := c.dec.Buffered()
+		c.rd.messageDone(buffered)
 		if err != nil {
 			return c.refusalOf(err)
 		}
-		c.srv.stats.msgsIn.Add(1)
+		if read++; buffered == 0 {
+			c.srv.stats.msgsIn.Add(read)
+			read = 0
+		}
 		if c.closing.Load() {
 			continue // the daemon is closing the session: drain until the socket closes
 		}

@@ -60,7 +60,11 @@ type counters struct {
 	conns, services                                atomic.Int64
 	accepted, denied, handshakeFailures, violation atomic.Uint64
 	refusedConns                                   atomic.Uint64
-	msgsIn, msgsOut, bytesOut                      atomic.Uint64
+	_                                              [64]byte // msgsIn's writers (read loops) apart from the others
+	msgsIn                                         atomic.Uint64
+	_                                              [64]byte
+	msgsOut, bytesOut                              atomic.Uint64 // the write loops'
+	_                                              [64]byte
 	droppedBroadcasts, droppedEvents               atomic.Uint64
 	refused, tooManyPending, expired, lateReplies  atomic.Uint64
 	noMembers, surveys, pushes, pushesBusy         atomic.Uint64
