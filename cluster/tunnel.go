@@ -31,6 +31,15 @@ type TunnelSink interface {
 	TunnelClosed(reason string)
 }
 
+// OwnedTunnelSink is a TunnelSink that can tell when it no longer reads a
+// chunk: TunnelDataOwned is TunnelData with done, which the sink calls
+// once (or never) after its last read of chunk, when it accepted it; the
+// chunk's buffer is then reused. When it returns false it must not call
+// done: the chunk is offered again.
+type OwnedTunnelSink interface {
+	TunnelDataOwned(sizeOrCont uint64, chunk []byte, done func()) bool
+}
+
 // TunnelMember is a Member that accepts tunnels.
 type TunnelMember interface {
 	// HandleTunnel offers a tunnel. It returns false to refuse at once;
@@ -42,6 +51,7 @@ type tchunk struct {
 	sc      uint64 // size of the message for its first chunk, else 0
 	b       []byte
 	release func([]byte) // see SendOwned; nil when b is not given up
+	done    func()       // from the far end: see OwnedTunnelSink; may be nil
 }
 
 // tunnelPeer carries one end's traffic to the other end. data calls
@@ -105,7 +115,7 @@ func (t *Tunnel) SendOwned(sizeOrCont uint64, chunk []byte, release func([]byte)
 		t.mu.Unlock()
 		return ErrTunnelClosed
 	}
-	t.outQ = append(t.outQ, tchunk{sizeOrCont, chunk, release})
+	t.outQ = append(t.outQ, tchunk{sc: sizeOrCont, b: chunk, release: release})
 	t.mu.Unlock()
 	t.flushOut()
 	return nil
@@ -264,7 +274,12 @@ func (t *Tunnel) flushIn() {
 				break
 			}
 			t.mu.Unlock()
-			ok := t.sink.TunnelData(c.sc, c.b)
+			var ok bool
+			if ots, owned := t.sink.(OwnedTunnelSink); owned && c.done != nil {
+				ok = ots.TunnelDataOwned(c.sc, c.b, c.done)
+			} else {
+				ok = t.sink.TunnelData(c.sc, c.b)
+			}
 			t.mu.Lock()
 			if !ok || t.done {
 				break
@@ -331,8 +346,9 @@ func (t *Tunnel) scheduleRetry() {
 	})
 }
 
-// onData takes a chunk from the far end.
-func (t *Tunnel) onData(sc uint64, b []byte) {
+// onData takes a chunk from the far end; done, if not nil, is called once
+// nothing reads b any more (see OwnedTunnelSink).
+func (t *Tunnel) onData(sc uint64, b []byte, done func()) {
 	t.mu.Lock()
 	if t.done || t.remoteClosed {
 		t.mu.Unlock()
@@ -345,7 +361,7 @@ func (t *Tunnel) onData(sc uint64, b []byte) {
 		_ = t.peer.close("iris: tunnel credit exceeded")
 		return
 	}
-	t.inQ = append(t.inQ, tchunk{sc: sc, b: b})
+	t.inQ = append(t.inQ, tchunk{sc: sc, b: b, done: done})
 	t.mu.Unlock()
 	t.flushIn()
 }
@@ -404,7 +420,7 @@ func (t *Tunnel) fail(reason string) {
 type localPeer struct{ t *Tunnel }
 
 func (p localPeer) data(sc uint64, b []byte, _ func([]byte)) error {
-	p.t.onData(sc, b) // delivered here: the sink holds b, nothing is released
+	p.t.onData(sc, b, nil) // delivered here: the sink holds b, nothing is released
 	return nil
 }
 func (p localPeer) credit(n uint64) error     { p.t.onCredit(n); return nil }

@@ -65,7 +65,7 @@ func readFrames(recv *crypto.Session, max int, src io.Reader) ([]parsedFrame, er
 	var out []parsedFrame
 	rr := recordReader{
 		src: src, open: recv.Open, max: max, opened: func(int) {},
-		deliver: func(k byte, p []byte) {
+		deliver: func(k byte, p []byte, _ func()) {
 			out = append(out, parsedFrame{k, append([]byte(nil), p...)})
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iris-mesh/iris/crypto"
 )
@@ -17,12 +18,12 @@ import (
 const (
 	// arenaSize is the size of a reader's arena: several records, so that
 	// a frame spanning two is seldom cut by the arena's end.
-	arenaSize = 256 << 10
+	arenaSize = 512 << 10
 	// sliceMin is the frame size from which the reader hands out a slice
 	// of its arena rather than a copy: a small frame held long by a slow
 	// consumer would otherwise pin a whole arena. A sliced frame pins at
 	// most arenaSize/sliceMin times its size.
-	sliceMin = 16 << 10
+	sliceMin = 32 << 10
 	// maxRecordSize is the largest record: its length and ciphertext.
 	maxRecordSize = crypto.RecordHeaderSize + 65535
 	// freeRead bounds a read: one record at most and the next record's
@@ -53,6 +54,23 @@ func putArena(b []byte) {
 	arenaPool.Put(&b)
 }
 
+// held counts the holders of an arena frames were sliced from: the reader
+// while it fills it, and each sliced frame whose consumer can give it back
+// (Delegate's optional HandleOwnedFrame). The last to let go returns the
+// arena to the pool; frames never given back leave it to the garbage
+// collector.
+type held struct {
+	buf  []byte
+	refs atomic.Int32
+}
+
+// release lets go of one hold.
+func (h *held) release() {
+	if h.refs.Add(-1) == 0 {
+		putArena(h.buf)
+	}
+}
+
 // errBadFrame is the cause of a frame longer than MaxFrameSize.
 var errBadFrame = errors.New("overlay: bad frame")
 
@@ -69,22 +87,27 @@ var errBadFrame = errors.New("overlay: bad frame")
 // records is assembled without a copy. (Senders seal large frame bodies
 // into records of their own: only the small records around them move.) Frames of sliceMin
 // bytes or more are delivered as slices of the arena, which from then on
-// is never written where they lie; smaller ones as copies.
+// is never written where they lie, with a release function for consumers
+// that can tell when they are done with them (see held); smaller ones as
+// copies.
 type recordReader struct {
-	src     io.Reader
-	open    func(dst, ciphertext []byte) ([]byte, error) // crypto.Session.Open
-	max     int                                          // largest frame body
-	deliver func(kind byte, payload []byte)
+	src  io.Reader
+	open func(dst, ciphertext []byte) ([]byte, error) // crypto.Session.Open
+	max  int                                          // largest frame body
+	// deliver hands out a frame; release, when not nil, is to be called
+	// once payload is no longer read (the frame is a slice of the arena).
+	deliver func(kind byte, payload []byte, release func())
 	opened  func(n int) // called with the length of each record opened
 
 	a        []byte
-	retained bool // a frame was sliced from a: never reuse it
-	sliced   bool // a frame was sliced in the last step
-	r, w     int  // a[r:w]: plaintext not yet delivered (the start of a frame)
-	x, y     int  // a[x:y]: bytes read, not yet opened
-	n        int  // the next record's ciphertext length, when known
-	known    bool // n is known (its length field is consumed)
-	drained  bool // the last read got less than it asked for
+	retained bool  // a frame was sliced from a: never reuse it
+	hold     *held // a's holds, once retained
+	sliced   bool  // a frame was sliced in the last step
+	r, w     int   // a[r:w]: plaintext not yet delivered (the start of a frame)
+	x, y     int   // a[x:y]: bytes read, not yet opened
+	n        int   // the next record's ciphertext length, when known
+	known    bool  // n is known (its length field is consumed)
+	drained  bool  // the last read got less than it asked for
 }
 
 // step reads once from src and delivers every frame completed.
@@ -155,6 +178,7 @@ func (rr *recordReader) rearrange(more int) {
 	if rr.a != nil && !rr.retained && &na[0] != &rr.a[0] {
 		putArena(rr.a)
 	}
+	rr.leave()
 	rr.a, rr.retained = na, false
 	rr.r, rr.w, rr.x, rr.y = 0, keep, keep, keep+raw
 }
@@ -219,15 +243,30 @@ func (rr *recordReader) frames() error {
 			break
 		}
 		body := rr.a[rr.r+frameHeaderSize : end : end]
+		var release func()
 		if len(body) < sliceMin {
 			body = append([]byte(nil), body...)
 		} else {
+			if !rr.retained {
+				rr.hold = &held{buf: rr.a}
+				rr.hold.refs.Store(1) // the reader's
+			}
 			rr.retained, rr.sliced = true, true
+			rr.hold.refs.Add(1)
+			release = rr.hold.release
 		}
 		rr.r = end
-		rr.deliver(kind, body)
+		rr.deliver(kind, body, release)
 	}
 	return nil
+}
+
+// leave lets go of the reader's hold on a retained arena it stops filling.
+func (rr *recordReader) leave() {
+	if rr.hold != nil {
+		rr.hold.release()
+		rr.hold = nil
+	}
 }
 
 // idle is called when everything read was delivered: an arena nothing was
@@ -241,6 +280,7 @@ func (rr *recordReader) idle() {
 		rr.a = nil
 	case !rr.retained:
 	case !rr.sliced || len(rr.a)-rr.w < maxRecordSize+crypto.RecordHeaderSize:
+		rr.leave()
 		rr.a, rr.retained = nil, false
 	default:
 		return // keep filling it after the sliced frames

@@ -36,7 +36,8 @@ const (
 type outMsg struct {
 	msg  api.Message
 	kind kind
-	cost int // payload bytes counted against the queue's byte limits until written
+	cost int    // payload bytes counted against the queue's byte limits until written
+	done func() // for a tunnel chunk: called once it is written (pushChunk); usually nil
 }
 
 // queueState is the life cycle of a sendQueue.
@@ -215,6 +216,20 @@ func (q *sendQueue) pushTunnel(m *api.Message) bool {
 	ok := q.state == queueOpen
 	if ok {
 		q.appendLocked(m, kindTunnel, 0)
+	}
+	q.mu.Unlock()
+	return ok
+}
+
+// pushChunk is pushTunnel for a tunnel chunk whose done (if not nil) the
+// writer calls once it has written it; it is not called when the chunk is
+// discarded, or when pushChunk fails.
+func (q *sendQueue) pushChunk(m *api.Message, done func()) bool {
+	q.mu.Lock()
+	ok := q.state == queueOpen
+	if ok {
+		q.appendLocked(m, kindTunnel, 0)
+		q.items[len(q.items)-1].done = done
 	}
 	q.mu.Unlock()
 	return ok
