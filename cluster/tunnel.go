@@ -104,11 +104,12 @@ func (t *Tunnel) Send(sizeOrCont uint64, chunk []byte) error {
 }
 
 // SendOwned is Send for a chunk whose buffer the caller gives up: release,
-// if not nil, may be called with chunk once the chunk has been copied on
-// its way to the far daemon, after which nothing reads it. It is not
-// called when the chunk is dropped (the tunnel closed, or its peer left)
-// or delivered on this daemon: the buffer is then left to the garbage
-// collector. Nothing is released when SendOwned fails.
+// if not nil, may be called with chunk once nothing reads it any more: it
+// was copied into the link to the far daemon, or, with both ends on this
+// daemon, the far end's sink passed it on (OwnedTunnelSink). It is not
+// called when the chunk is dropped (the tunnel closed, or its peer left):
+// the buffer is then left to the garbage collector. Nothing is released
+// when SendOwned fails.
 func (t *Tunnel) SendOwned(sizeOrCont uint64, chunk []byte, release func([]byte)) error {
 	t.mu.Lock()
 	if t.closing || t.done || t.remoteClosed {
@@ -419,8 +420,12 @@ func (t *Tunnel) fail(reason string) {
 // localPeer links the two ends of a tunnel on the same daemon.
 type localPeer struct{ t *Tunnel }
 
-func (p localPeer) data(sc uint64, b []byte, _ func([]byte)) error {
-	p.t.onData(sc, b, nil) // delivered here: the sink holds b, nothing is released
+func (p localPeer) data(sc uint64, b []byte, release func([]byte)) error {
+	var done func()
+	if release != nil {
+		done = func() { release(b) } // once the sink has passed b on
+	}
+	p.t.onData(sc, b, done)
 	return nil
 }
 func (p localPeer) credit(n uint64) error     { p.t.onCredit(n); return nil }
