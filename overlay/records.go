@@ -26,10 +26,11 @@ const (
 	sliceMin = 32 << 10
 	// maxRecordSize is the largest record: its length and ciphertext.
 	maxRecordSize = crypto.RecordHeaderSize + 65535
-	// freeRead bounds a read: one record at most and the next record's
-	// length, so that when a large record ends inside a frame, the rest of
-	// the frame is read right after its start (see recordReader.fill).
+	// freeRead is the room the reader keeps for a read: a whole record
+	// and the next record's length.
 	freeRead = maxRecordSize + crypto.RecordHeaderSize
+	// readMax bounds a read: several records of a busy link.
+	readMax = 256 << 10
 	// moveMax is the most the reader copies to join a frame's start and
 	// the next record's plaintext when a read brought both with a gap
 	// between them (their headers and tag); larger ones are read apart.
@@ -78,7 +79,7 @@ var errBadFrame = errors.New("overlay: bad frame")
 // plaintext stream into frames.
 //
 // Records are read into an arena a, and each is opened where it lies.
-// Up to freeRead bytes are read at once, which may bring several records;
+// Up to readMax bytes are read at once, which may bring several records;
 // the plaintext of one that continues a frame is joined to the frame's
 // start by copying the shorter of the two. While a large start of a frame
 // waits in a[r:w] for a large record (a sender that cut a large frame
@@ -119,8 +120,8 @@ func (rr *recordReader) step() error {
 }
 
 // fill reads at least the bytes that complete the next record's length or
-// ciphertext, and at most freeRead (or that record and the next length,
-// while a frame is being received).
+// ciphertext, and at most readMax (or that record and the next length,
+// while a large frame start waits for a large record).
 func (rr *recordReader) fill() error {
 	// A large start of a frame is followed by the next record's plaintext
 	// without a gap (no copy) when that record is large too: read apart.
@@ -140,12 +141,12 @@ func (rr *recordReader) fill() error {
 	if rr.known {
 		need = rr.n - (rr.y - rr.x)
 	}
-	most := freeRead - (rr.y - rr.x) // and may bring
+	if whole := freeRead - (rr.y - rr.x); rr.a == nil || len(rr.a)-rr.y < whole {
+		rr.rearrange(whole) // room for at least the record begun and the next length
+	}
+	most := min(len(rr.a)-rr.y, readMax) // what the read may bring
 	if bigStart && rr.known && rr.n-crypto.RecordHeaderSize >= moveMax {
 		most = need + crypto.RecordHeaderSize // this record and the next length
-	}
-	if rr.a == nil || len(rr.a)-rr.y < most {
-		rr.rearrange(most)
 	}
 	k, err := io.ReadAtLeast(rr.src, rr.a[rr.y:rr.y+most], need)
 	rr.y += k
