@@ -190,3 +190,36 @@ func TestRecordReaderRecyclesReleasedArenas(t *testing.T) {
 
 // raceEnabled is set when the tests run with -race (race_test.go).
 var raceEnabled bool
+
+// TestRecordReaderSmallFramesHoldLittle: a link carrying only small
+// frames never takes an arena, and between reads that left nothing
+// pending it holds only its small buffer.
+func TestRecordReaderSmallFramesHoldLittle(t *testing.T) {
+	var chunks [][]byte
+	for i := range 200 {
+		chunks = append(chunks, appendFrame(nil, frameApp, bytes.Repeat([]byte{byte(i)}, 1+i*50)))
+	}
+	send, recv := sessionPair(t)
+	src := &pieceReader{r: bytes.NewReader(sealChunks(t, send, chunks)), rnd: rand.New(rand.NewPCG(3, 4)), max: 12 << 10}
+	got := 0
+	rr := recordReader{
+		src: src, open: recv.Open, max: DefaultMaxFrameSize, opened: func(int) {},
+		deliver: func(_ byte, p []byte, release func()) {
+			if release != nil || len(p) != 1+got*50 {
+				t.Fatalf("frame %d: %d bytes, release %v", got, len(p), release != nil)
+			}
+			got++
+		},
+	}
+	for got < len(chunks) {
+		if err := rr.step(); err != nil {
+			t.Fatal(err)
+		}
+		if cap(rr.a) > recordBufSize {
+			t.Fatalf("after %d frames the reader holds %d bytes", got, cap(rr.a))
+		}
+		if rr.r == rr.w && rr.x == rr.y && rr.drained && rr.a != nil {
+			t.Fatalf("after %d frames, nothing pending, the reader holds %d bytes", got, cap(rr.a))
+		}
+	}
+}
