@@ -139,6 +139,30 @@ func FuzzFrameParser(f *testing.F) {
 	})
 }
 
+// FuzzRecordReader feeds arbitrary bytes to a link's record reader, as a
+// peer that is not who it claims, or a broken path, would send them: it
+// must fail cleanly (no record of these authenticates, whatever lengths
+// they claim), never panic, and never deliver a frame.
+func FuzzRecordReader(f *testing.F) {
+	f.Add([]byte{0x00, 0x00})
+	f.Add([]byte{0x00, 0x10, 1, 2, 3})
+	f.Add(append([]byte{0xff, 0xff}, make([]byte, 300)...))
+	f.Add(append([]byte{0x00, 0x20}, make([]byte, 40)...))
+	_, recv := sessionPair(f)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rr := recordReader{
+			src: bytes.NewReader(in), open: recv.Open, max: 1 << 16, opened: func(int) {},
+			deliver: func(byte, []byte, func()) { t.Fatal("a frame from bytes that never authenticate") },
+		}
+		for range len(in) + 2 {
+			if err := rr.step(); err != nil {
+				return
+			}
+		}
+		t.Fatal("the reader neither failed nor stopped")
+	})
+}
+
 // FuzzReadHello decodes arbitrary hellos: errors are fine, panics are not.
 func FuzzReadHello(f *testing.F) {
 	var b bytes.Buffer
