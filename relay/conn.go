@@ -408,11 +408,6 @@ func (c *conn) writeLoop() {
 		}
 		var err error
 		buf, err = c.writeBatch(buf, batch)
-		for i := range batch {
-			if batch[i].done != nil {
-				batch[i].done() // written (or never to be): not read any more
-			}
-		}
 		c.q.written(batch)
 		clear(batch) // drop the payloads
 		if cap(buf) > maxKeptBuf {
