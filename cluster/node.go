@@ -224,6 +224,16 @@ func (n *Node) ready() (Overlay, bool) {
 // goroutine and never blocks: deliveries to apps go through their bounded
 // queues.
 func (n *Node) HandleFrame(from string, payload []byte) {
+	n.handleFrame(from, payload, nil)
+}
+
+// HandleOwnedFrame implements overlay.OwnedFrameHandler: release is passed
+// on with tunnel data, and dropped with other frames.
+func (n *Node) HandleOwnedFrame(from string, payload []byte, release func()) {
+	n.handleFrame(from, payload, release)
+}
+
+func (n *Node) handleFrame(from string, payload []byte, release func()) {
 	if _, ok := n.ready(); !ok || len(payload) == 0 {
 		return
 	}
@@ -252,7 +262,7 @@ func (n *Node) HandleFrame(from string, payload []byte) {
 	case fTunOpened:
 		err = n.handleTunOpened(from, &rd)
 	case fTunData, fTunCredit, fTunClose:
-		err = n.handleTunFrame(from, frameType(payload[0]), &rd)
+		err = n.handleTunFrame(from, frameType(payload[0]), &rd, release)
 	default:
 		err = n.handleExtFrame(from, frameType(payload[0]), &rd) // skips unknown ones
 	}

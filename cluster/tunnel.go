@@ -31,6 +31,15 @@ type TunnelSink interface {
 	TunnelClosed(reason string)
 }
 
+// OwnedTunnelSink is a TunnelSink that can tell when it no longer reads a
+// chunk: TunnelDataOwned is TunnelData with done, which the sink calls
+// once (or never) after its last read of chunk, when it accepted it; the
+// chunk's buffer is then reused. When it returns false it must not call
+// done: the chunk is offered again.
+type OwnedTunnelSink interface {
+	TunnelDataOwned(sizeOrCont uint64, chunk []byte, done func()) bool
+}
+
 // TunnelMember is a Member that accepts tunnels.
 type TunnelMember interface {
 	// HandleTunnel offers a tunnel. It returns false to refuse at once;
@@ -42,6 +51,7 @@ type tchunk struct {
 	sc      uint64 // size of the message for its first chunk, else 0
 	b       []byte
 	release func([]byte) // see SendOwned; nil when b is not given up
+	done    func()       // from the far end: see OwnedTunnelSink; may be nil
 }
 
 // tunnelPeer carries one end's traffic to the other end. data calls
@@ -94,18 +104,19 @@ func (t *Tunnel) Send(sizeOrCont uint64, chunk []byte) error {
 }
 
 // SendOwned is Send for a chunk whose buffer the caller gives up: release,
-// if not nil, may be called with chunk once the chunk has been copied on
-// its way to the far daemon, after which nothing reads it. It is not
-// called when the chunk is dropped (the tunnel closed, or its peer left)
-// or delivered on this daemon: the buffer is then left to the garbage
-// collector. Nothing is released when SendOwned fails.
+// if not nil, may be called with chunk once nothing reads it any more: it
+// was copied into the link to the far daemon, or, with both ends on this
+// daemon, the far end's sink passed it on (OwnedTunnelSink). It is not
+// called when the chunk is dropped (the tunnel closed, or its peer left):
+// the buffer is then left to the garbage collector. Nothing is released
+// when SendOwned fails.
 func (t *Tunnel) SendOwned(sizeOrCont uint64, chunk []byte, release func([]byte)) error {
 	t.mu.Lock()
 	if t.closing || t.done || t.remoteClosed {
 		t.mu.Unlock()
 		return ErrTunnelClosed
 	}
-	t.outQ = append(t.outQ, tchunk{sizeOrCont, chunk, release})
+	t.outQ = append(t.outQ, tchunk{sc: sizeOrCont, b: chunk, release: release})
 	t.mu.Unlock()
 	t.flushOut()
 	return nil
@@ -264,7 +275,12 @@ func (t *Tunnel) flushIn() {
 				break
 			}
 			t.mu.Unlock()
-			ok := t.sink.TunnelData(c.sc, c.b)
+			var ok bool
+			if ots, owned := t.sink.(OwnedTunnelSink); owned && c.done != nil {
+				ok = ots.TunnelDataOwned(c.sc, c.b, c.done)
+			} else {
+				ok = t.sink.TunnelData(c.sc, c.b)
+			}
 			t.mu.Lock()
 			if !ok || t.done {
 				break
@@ -331,8 +347,9 @@ func (t *Tunnel) scheduleRetry() {
 	})
 }
 
-// onData takes a chunk from the far end.
-func (t *Tunnel) onData(sc uint64, b []byte) {
+// onData takes a chunk from the far end; done, if not nil, is called once
+// nothing reads b any more (see OwnedTunnelSink).
+func (t *Tunnel) onData(sc uint64, b []byte, done func()) {
 	t.mu.Lock()
 	if t.done || t.remoteClosed {
 		t.mu.Unlock()
@@ -345,7 +362,7 @@ func (t *Tunnel) onData(sc uint64, b []byte) {
 		_ = t.peer.close("iris: tunnel credit exceeded")
 		return
 	}
-	t.inQ = append(t.inQ, tchunk{sc: sc, b: b})
+	t.inQ = append(t.inQ, tchunk{sc: sc, b: b, done: done})
 	t.mu.Unlock()
 	t.flushIn()
 }
@@ -403,8 +420,12 @@ func (t *Tunnel) fail(reason string) {
 // localPeer links the two ends of a tunnel on the same daemon.
 type localPeer struct{ t *Tunnel }
 
-func (p localPeer) data(sc uint64, b []byte, _ func([]byte)) error {
-	p.t.onData(sc, b) // delivered here: the sink holds b, nothing is released
+func (p localPeer) data(sc uint64, b []byte, release func([]byte)) error {
+	var done func()
+	if release != nil {
+		done = func() { release(b) } // once the sink has passed b on
+	}
+	p.t.onData(sc, b, done)
 	return nil
 }
 func (p localPeer) credit(n uint64) error     { p.t.onCredit(n); return nil }

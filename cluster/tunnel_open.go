@@ -283,7 +283,7 @@ func (n *Node) handleTunOpened(from string, rd *reader) error {
 	return nil
 }
 
-func (n *Node) handleTunFrame(from string, ft frameType, rd *reader) error {
+func (n *Node) handleTunFrame(from string, ft frameType, rd *reader, release func()) error {
 	id := rd.uvarint()
 	var sc, credit uint64
 	switch ft {
@@ -302,7 +302,7 @@ func (n *Node) handleTunFrame(from string, ft frameType, rd *reader) error {
 	}
 	switch ft {
 	case fTunData:
-		t.onData(sc, rest)
+		t.onData(sc, rest, release)
 	case fTunCredit:
 		t.onCredit(credit)
 	case fTunClose:

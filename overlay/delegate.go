@@ -51,6 +51,15 @@ const (
 	Control
 )
 
+// OwnedFrameHandler is a Delegate that can give back the buffers of large
+// frames. A frame of 32 KiB or more is a slice of the link reader's buffer;
+// HandleOwnedFrame is HandleFrame for such a frame, with release, which the
+// callee may call once (or never), when nothing reads payload any more:
+// the buffer is then reused. Other frames go to HandleFrame.
+type OwnedFrameHandler interface {
+	HandleOwnedFrame(from string, payload []byte, release func())
+}
+
 // Delegate is implemented by the layer above the overlay. Methods are called
 // from overlay goroutines and must not block: hand work off to a bounded queue
 // instead. They may call back into the Overlay.

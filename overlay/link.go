@@ -345,7 +345,7 @@ func (l *link) heard() {
 	}
 }
 
-func (l *link) deliver(kind byte, payload []byte) {
+func (l *link) deliver(kind byte, payload []byte, release func()) {
 	o := l.p.o
 	switch kind {
 	case frameApp:
@@ -365,6 +365,10 @@ func (l *link) deliver(kind byte, payload []byte) {
 		return
 	}
 	o.stats.framesIn.Add(1)
+	if h, ok := o.cfg.Delegate.(OwnedFrameHandler); ok && release != nil {
+		h.HandleOwnedFrame(l.p.id, payload, release)
+		return
+	}
 	o.cfg.Delegate.HandleFrame(l.p.id, payload)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/iris-mesh/iris/crypto"
 )
@@ -15,42 +16,80 @@ import (
 // spanning records (a 64 KiB tunnel chunk always spans two) is then one
 // slice of the arena, handed out without a copy.
 const (
-	// arenaSize is the size of a reader's arena: several records, so that
-	// a frame spanning two is seldom cut by the arena's end.
-	arenaSize = 256 << 10
+	// arenaSize is the size of a reader's arena while large frames
+	// arrive: several records, so that a frame spanning two is seldom cut
+	// by the arena's end.
+	arenaSize = 512 << 10
+	// recordBufSize is the size of its buffer while only small frames
+	// arrive: a whole record and the next length, and some more.
+	recordBufSize = 80 << 10
+	// idleBufSize is the buffer a reader keeps for its whole life, into
+	// which it reads when nothing is pending: an idle link holds no more.
+	idleBufSize = 8 << 10
 	// sliceMin is the frame size from which the reader hands out a slice
 	// of its arena rather than a copy: a small frame held long by a slow
 	// consumer would otherwise pin a whole arena. A sliced frame pins at
 	// most arenaSize/sliceMin times its size.
-	sliceMin = 16 << 10
+	sliceMin = 32 << 10
 	// maxRecordSize is the largest record: its length and ciphertext.
 	maxRecordSize = crypto.RecordHeaderSize + 65535
-	// freeRead bounds a read: one record at most and the next record's
-	// length, so that when a large record ends inside a frame, the rest of
-	// the frame is read right after its start (see recordReader.fill).
+	// freeRead is the room the reader keeps for a read: a whole record
+	// and the next record's length.
 	freeRead = maxRecordSize + crypto.RecordHeaderSize
+	// readMax bounds a read: several records of a busy link.
+	readMax = 256 << 10
 	// moveMax is the most the reader copies to join a frame's start and
 	// the next record's plaintext when a read brought both with a gap
 	// between them (their headers and tag); larger ones are read apart.
 	moveMax = 4 << 10
 )
 
-// arenaPool holds arenas no frame was sliced from, between bursts.
-var arenaPool sync.Pool
+// arenaPool and recordPool hold buffers no frame was sliced from, or whose
+// sliced frames were all given back, between bursts.
+var arenaPool, recordPool sync.Pool
 
-func getArena() []byte {
-	if b, ok := arenaPool.Get().(*[]byte); ok {
+func getBuf(size int) []byte {
+	pool := &recordPool
+	if size == arenaSize {
+		pool = &arenaPool
+	}
+	if b, ok := pool.Get().(*[]byte); ok {
 		return *b
 	}
-	return make([]byte, arenaSize)
+	return make([]byte, size)
 }
 
+// putArena returns an arena or a record buffer to its pool; other
+// buffers (the idle buffer, oversized ones) are left alone.
 func putArena(b []byte) {
-	if cap(b) != arenaSize {
+	var pool *sync.Pool
+	switch cap(b) {
+	case arenaSize:
+		pool = &arenaPool
+	case recordBufSize:
+		pool = &recordPool
+	default:
 		return
 	}
-	b = b[:arenaSize]
-	arenaPool.Put(&b)
+	b = b[:cap(b)]
+	pool.Put(&b)
+}
+
+// held counts the holders of an arena frames were sliced from: the reader
+// while it fills it, and each sliced frame whose consumer can give it back
+// (Delegate's optional HandleOwnedFrame). The last to let go returns the
+// arena to the pool; frames never given back leave it to the garbage
+// collector.
+type held struct {
+	buf  []byte
+	refs atomic.Int32
+}
+
+// release lets go of one hold.
+func (h *held) release() {
+	if h.refs.Add(-1) == 0 {
+		putArena(h.buf)
+	}
 }
 
 // errBadFrame is the cause of a frame longer than MaxFrameSize.
@@ -59,32 +98,42 @@ var errBadFrame = errors.New("overlay: bad frame")
 // recordReader reads a link's records, opens them and splits their
 // plaintext stream into frames.
 //
-// Records are read into an arena a, and each is opened where it lies.
-// Up to freeRead bytes are read at once, which may bring several records;
-// the plaintext of one that continues a frame is joined to the frame's
-// start by copying the shorter of the two. While a large start of a frame
-// waits in a[r:w] for a large record (a sender that cut a large frame
-// across records), the record's length is read first and its ciphertext
-// right at w, so that its plaintext continues the frame: a frame spanning
-// records is assembled without a copy. (Senders seal large frame bodies
-// into records of their own: only the small records around them move.) Frames of sliceMin
-// bytes or more are delivered as slices of the arena, which from then on
-// is never written where they lie; smaller ones as copies.
+// Records are read into a buffer a, and each is opened where it lies: a
+// small buffer kept for the reader's life when nothing is pending (an idle
+// link holds nothing more), a pooled record buffer for ordinary traffic,
+// and a pooled arena of several records while large frames arrive. Up to
+// readMax bytes are read at once, which may bring several records; the
+// plaintext of one that continues a frame is joined to the frame's start
+// by copying the shorter of the two. While a large start of a frame waits
+// in a[r:w] for a large record (a sender that cut a large frame across
+// records), the record's length is read first and its ciphertext right at
+// w, so that its plaintext continues the frame: a frame spanning records
+// is assembled without a copy. (Senders seal large frame bodies into
+// records of their own: only the small records around them move.)
+//
+// Frames of sliceMin bytes or more are delivered as slices of the arena,
+// which from then on is never written where they lie, with a release
+// function for consumers that can tell when they are done with them (see
+// held); smaller ones as copies.
 type recordReader struct {
-	src     io.Reader
-	open    func(dst, ciphertext []byte) ([]byte, error) // crypto.Session.Open
-	max     int                                          // largest frame body
-	deliver func(kind byte, payload []byte)
+	src  io.Reader
+	open func(dst, ciphertext []byte) ([]byte, error) // crypto.Session.Open
+	max  int                                          // largest frame body
+	// deliver hands out a frame; release, when not nil, is to be called
+	// once payload is no longer read (the frame is a slice of the arena).
+	deliver func(kind byte, payload []byte, release func())
 	opened  func(n int) // called with the length of each record opened
 
-	a        []byte
-	retained bool // a frame was sliced from a: never reuse it
-	sliced   bool // a frame was sliced in the last step
-	r, w     int  // a[r:w]: plaintext not yet delivered (the start of a frame)
-	x, y     int  // a[x:y]: bytes read, not yet opened
-	n        int  // the next record's ciphertext length, when known
-	known    bool // n is known (its length field is consumed)
-	drained  bool // the last read got less than it asked for
+	a        []byte // the idle buffer, a record buffer or an arena
+	small    []byte // idleBufSize bytes, kept for the reader's life
+	retained bool   // a frame was sliced from a: never reuse it
+	hold     *held  // a's holds, once retained
+	sliced   bool   // a frame was sliced in the last step
+	r, w     int    // a[r:w]: plaintext not yet delivered (the start of a frame)
+	x, y     int    // a[x:y]: bytes read, not yet opened
+	n        int    // the next record's ciphertext length, when known
+	known    bool   // n is known (its length field is consumed)
+	drained  bool   // the last read got less than it asked for
 }
 
 // step reads once from src and delivers every frame completed.
@@ -96,13 +145,20 @@ func (rr *recordReader) step() error {
 }
 
 // fill reads at least the bytes that complete the next record's length or
-// ciphertext, and at most freeRead (or that record and the next length,
-// while a frame is being received).
+// ciphertext, and at most readMax (or that record and the next length,
+// while a large frame start waits for a large record).
 func (rr *recordReader) fill() error {
+	if rr.a == nil { // idle: read into the small buffer first
+		if rr.small == nil {
+			rr.small = make([]byte, idleBufSize)
+		}
+		rr.a = rr.small
+		rr.r, rr.w, rr.x, rr.y = 0, 0, 0, 0
+	}
 	// A large start of a frame is followed by the next record's plaintext
 	// without a gap (no copy) when that record is large too: read apart.
 	bigStart := rr.w-rr.r >= moveMax
-	if rr.x == rr.y && rr.a != nil {
+	if rr.x == rr.y {
 		rr.x, rr.y = rr.w, rr.w // the next ciphertext goes right after the plaintext
 	}
 	if bigStart && !rr.known && rr.x == rr.y {
@@ -117,12 +173,15 @@ func (rr *recordReader) fill() error {
 	if rr.known {
 		need = rr.n - (rr.y - rr.x)
 	}
-	most := freeRead - (rr.y - rr.x) // and may bring
+	idle := &rr.a[0] == &rr.small[0] && rr.r == rr.w && rr.x == rr.y && need+crypto.RecordHeaderSize <= idleBufSize
+	if idle {
+		rr.r, rr.w, rr.x, rr.y = 0, 0, 0, 0
+	} else if whole := freeRead - (rr.y - rr.x); len(rr.a)-rr.y < whole {
+		rr.rearrange(whole) // room for at least the record begun and the next length
+	}
+	most := min(len(rr.a)-rr.y, readMax) // what the read may bring
 	if bigStart && rr.known && rr.n-crypto.RecordHeaderSize >= moveMax {
 		most = need + crypto.RecordHeaderSize // this record and the next length
-	}
-	if rr.a == nil || len(rr.a)-rr.y < most {
-		rr.rearrange(most)
 	}
 	k, err := io.ReadAtLeast(rr.src, rr.a[rr.y:rr.y+most], need)
 	rr.y += k
@@ -131,22 +190,29 @@ func (rr *recordReader) fill() error {
 }
 
 // rearrange makes room for more bytes after a[y], keeping the frame being
-// received and the bytes not opened yet: at the front of the arena when no
-// frame was sliced from it, else in a new one, large enough for the frame
-// being received and a record more.
+// received and the bytes not opened yet: at the front of the buffer when no
+// frame was sliced from it and it is large enough, else in a new one, large
+// enough for the frame being received and a record more: an arena when
+// large frames arrive, else a record buffer.
 func (rr *recordReader) rearrange(more int) {
 	keep, raw := rr.w-rr.r, rr.y-rr.x
 	size := keep + raw + more
+	bulk := rr.retained
 	if keep >= frameHeaderSize {
 		body := int(binary.BigEndian.Uint32(rr.a[rr.r+1:])) // checked by frames
 		size = max(size, frameHeaderSize+body+freeRead)
+		bulk = bulk || body >= sliceMin
 	}
 	var na []byte
 	switch {
-	case rr.a != nil && !rr.retained && len(rr.a) >= size:
+	case rr.a != nil && !rr.retained && len(rr.a) >= size && (!bulk || len(rr.a) >= arenaSize):
 		na = rr.a
+	case bulk && size <= arenaSize:
+		na = getBuf(arenaSize)
+	case size <= recordBufSize:
+		na = getBuf(recordBufSize)
 	case size <= arenaSize:
-		na = getArena()
+		na = getBuf(arenaSize)
 	default:
 		na = make([]byte, size)
 	}
@@ -155,6 +221,7 @@ func (rr *recordReader) rearrange(more int) {
 	if rr.a != nil && !rr.retained && &na[0] != &rr.a[0] {
 		putArena(rr.a)
 	}
+	rr.leave()
 	rr.a, rr.retained = na, false
 	rr.r, rr.w, rr.x, rr.y = 0, keep, keep, keep+raw
 }
@@ -201,7 +268,7 @@ func (rr *recordReader) process() error {
 		}
 	}
 	if rr.r == rr.w && rr.x == rr.y {
-		rr.idle()
+		rr.rest()
 	}
 	return nil
 }
@@ -219,28 +286,44 @@ func (rr *recordReader) frames() error {
 			break
 		}
 		body := rr.a[rr.r+frameHeaderSize : end : end]
+		var release func()
 		if len(body) < sliceMin {
 			body = append([]byte(nil), body...)
 		} else {
+			if !rr.retained {
+				rr.hold = &held{buf: rr.a}
+				rr.hold.refs.Store(1) // the reader's
+			}
 			rr.retained, rr.sliced = true, true
+			rr.hold.refs.Add(1)
+			release = rr.hold.release
 		}
 		rr.r = end
-		rr.deliver(kind, body)
+		rr.deliver(kind, body, release)
 	}
 	return nil
 }
 
-// idle is called when everything read was delivered: an arena nothing was
+// leave lets go of the reader's hold on a retained arena it stops filling.
+func (rr *recordReader) leave() {
+	if rr.hold != nil {
+		rr.hold.release()
+		rr.hold = nil
+	}
+}
+
+// rest is called when everything read was delivered: an arena nothing was
 // sliced from is reused from its start, and returned to the pool when the
 // socket had no more to give; one that holds sliced frames is dropped
 // unless frames are being sliced from it and it has room for a record.
-func (rr *recordReader) idle() {
+func (rr *recordReader) rest() {
 	switch {
 	case !rr.retained && rr.drained:
 		putArena(rr.a)
 		rr.a = nil
 	case !rr.retained:
 	case !rr.sliced || len(rr.a)-rr.w < maxRecordSize+crypto.RecordHeaderSize:
+		rr.leave()
 		rr.a, rr.retained = nil, false
 	default:
 		return // keep filling it after the sliced frames

@@ -3,11 +3,13 @@ package relay
 import "sync"
 
 // Tunnel chunks from apps are read into recycled buffers: a bulk tunnel
-// to another daemon otherwise allocates (and zeroes) 64 KiB per chunk on
-// the sending daemon, whose only use is to be copied into a link record.
-// The link's writer hands the buffer back once it has copied it
-// (cluster.Tunnel.SendOwned); a chunk delivered on this daemon, or
-// dropped, is left to the garbage collector.
+// otherwise allocates (and zeroes) 64 KiB per chunk on the sending daemon,
+// whose only use is to be copied into a link record or written to the
+// app at the far end.
+// The link's writer hands the buffer back once it has copied it, or the
+// writer of the far end's connection once it has written it, when both
+// ends are on this daemon (cluster.Tunnel.SendOwned); a dropped chunk is
+// left to the garbage collector.
 const (
 	// chunkBufSize is the size of a recycled buffer: the largest chunk
 	// and the Decoder's read-ahead.

@@ -89,6 +89,10 @@ type sendQueue struct {
 	// recent is the size of the recent batches (decaying): take keeps a
 	// spare slice that large for the writer.
 	recent int
+	// dones holds, by the address of their first byte, what to call once
+	// queued tunnel chunks are written (pushChunk); doneBuf is written's.
+	dones   map[*byte]func()
+	doneBuf []func()
 }
 
 // msgOverhead is what a queued message costs beyond its payload bytes (its
@@ -220,6 +224,26 @@ func (q *sendQueue) pushTunnel(m *api.Message) bool {
 	return ok
 }
 
+// pushChunk is pushTunnel for a tunnel chunk whose done (if not nil) is
+// called once the writer has written it (see written); it is not called
+// when the chunk is discarded, or when pushChunk fails. done is kept
+// beside the queue, not in it, so that the queue's slots stay small.
+func (q *sendQueue) pushChunk(m *api.Message, done func()) bool {
+	q.mu.Lock()
+	ok := q.state == queueOpen
+	if ok {
+		q.appendLocked(m, kindTunnel, 0)
+		if done != nil && len(m.Payload) > 0 {
+			if q.dones == nil {
+				q.dones = make(map[*byte]func())
+			}
+			q.dones[&m.Payload[0]] = done
+		}
+	}
+	q.mu.Unlock()
+	return ok
+}
+
 func (q *sendQueue) appendLocked(m *api.Message, k kind, cost int) {
 	q.items = append(q.items, outMsg{msg: *m, kind: k, cost: cost})
 	if len(q.items) == 1 {
@@ -275,6 +299,7 @@ func (q *sendQueue) discardLocked() {
 	clear(q.items) // drop the payloads now
 	q.items = q.items[:0]
 	q.nBulk = 0
+	q.dones = nil // discarded chunks are not released
 }
 
 // releaseLocked takes items' bytes off the counts and the budget.
@@ -296,7 +321,25 @@ func (q *sendQueue) written(batch []outMsg) {
 	q.mu.Lock()
 	q.releaseLocked(batch)
 	q.releasePressLocked(false)
+	dones := q.doneBuf[:0]
+	if len(q.dones) > 0 {
+		for i := range batch {
+			m := &batch[i].msg
+			if batch[i].kind != kindTunnel || m.Op != api.OpTunTransfer || len(m.Payload) == 0 {
+				continue
+			}
+			if done, ok := q.dones[&m.Payload[0]]; ok {
+				delete(q.dones, &m.Payload[0])
+				dones = append(dones, done)
+			}
+		}
+	}
 	q.mu.Unlock()
+	for i, done := range dones {
+		done() // written (or never to be): not read any more
+		dones[i] = nil
+	}
+	q.doneBuf = dones[:0] // only the writer calls written
 }
 
 // take waits until messages are queued and returns all of them, handing

@@ -298,6 +298,12 @@ func (ts *connTunnels) remove(t *appTunnel) {
 // TunnelData implements cluster.TunnelSink: it queues a chunk for the app
 // while the connection's tunnel budget allows.
 func (t *appTunnel) TunnelData(sc uint64, chunk []byte) bool {
+	return t.TunnelDataOwned(sc, chunk, nil)
+}
+
+// TunnelDataOwned implements cluster.OwnedTunnelSink: the writer calls done
+// once it has written the chunk.
+func (t *appTunnel) TunnelDataOwned(sc uint64, chunk []byte, done func()) bool {
 	ts := t.ts
 	limit := int64(ts.c.srv.cfg.TunnelQueueBytes)
 	if q := ts.queued.Load(); q > 0 && q+int64(len(chunk)) > limit {
@@ -305,7 +311,7 @@ func (t *appTunnel) TunnelData(sc uint64, chunk []byte) bool {
 		return false
 	}
 	ts.queued.Add(int64(len(chunk)))
-	if !ts.c.q.pushTunnel(&api.Message{Op: api.OpTunTransfer, ID: t.id, Size: sc, Payload: chunk}) {
+	if !ts.c.q.pushChunk(&api.Message{Op: api.OpTunTransfer, ID: t.id, Size: sc, Payload: chunk}, done) {
 		ts.queued.Add(-int64(len(chunk)))
 		return false // the session is over
 	}
