@@ -45,7 +45,7 @@ type Config struct {
 
 	// SendQueueBytes bounds the bytes of the same traffic, per connection,
 	// with the same drop policy: payloads plus a per-message overhead (about
-	// 160 bytes, the queue slot), also drawn from MemoryBudget. Default
+	// 200 bytes, the queue slot), also drawn from MemoryBudget. Default
 	// 64 MiB. A message larger than this still goes through when nothing
 	// else of its kind is queued.
 	SendQueueBytes int
