@@ -424,3 +424,29 @@ func TestDecoderBulkReadAhead(t *testing.T) {
 		t.Fatalf("end of stream: %v", err)
 	}
 }
+
+// TestSetBorrow: a PUBLISH event up to the limit is a slice of the
+// Decoder's buffer (which runs on past it), valid until the next read; a
+// larger one is the caller's own copy, of its exact size.
+func TestSetBorrow(t *testing.T) {
+	small, large := bytes.Repeat([]byte("s"), 100), bytes.Repeat([]byte("L"), 101)
+	events := [][]byte{small, large, small, {}}
+	var stream []byte
+	for _, p := range events {
+		stream = AppendClient(stream, &Message{Op: OpPublish, Topic: "t", Payload: p})
+	}
+	d := NewDecoder(bytes.NewReader(stream), Limits{})
+	d.SetBorrow(100)
+	var m Message
+	for i, want := range events {
+		if err := d.ReadClient(&m); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(m.Payload, want) || m.Payload == nil {
+			t.Fatalf("event %d = %q, want %q", i, m.Payload, want)
+		}
+		if borrowed := cap(m.Payload) > len(m.Payload); borrowed != (len(want) <= 100) {
+			t.Errorf("event %d of %d bytes: borrowed %v", i, len(want), borrowed)
+		}
+	}
+}

@@ -45,6 +45,9 @@ type Decoder struct {
 	pendBuf [bulkReadAhead]byte
 	// alloc, if set, allocates the large fields read straight from src.
 	alloc func(n int) []byte
+	// borrowMax is the largest client PUBLISH event returned as a slice of
+	// br's buffer rather than a copy (SetBorrow); 0: none.
+	borrowMax int
 
 	// err is the first error met while decoding the current message's
 	// fields, annotated with the field's name. The field readers do nothing
@@ -323,10 +326,17 @@ func (d *Decoder) str(field string) string {
 
 // blob reads a length-prefixed binary field into a new slice. An empty field
 // gives an empty, non-nil slice.
-func (d *Decoder) blob(field string) []byte {
+func (d *Decoder) blob(field string) []byte { return d.blobBorrow(field, 0) }
+
+// blobBorrow is blob for a field that, up to borrow bytes, is returned as
+// a slice of br's buffer (see SetBorrow) rather than copied.
+func (d *Decoder) blobBorrow(field string, borrow int) []byte {
 	n, ok := d.length(field, d.lim.MaxMessageLen)
 	if !ok {
 		return nil
+	}
+	if n <= borrow {
+		return d.borrowed(field, n)
 	}
 	b, err := d.readN(n)
 	if err != nil {
@@ -417,6 +427,28 @@ func (d *Decoder) readN(n int) ([]byte, error) {
 // as any decoded field does. The relay uses it to read tunnel chunks into
 // buffers it recycles. A nil alloc restores plain allocation.
 func (d *Decoder) SetAlloc(alloc func(n int) []byte) { d.alloc = alloc }
+
+// SetBorrow makes ReadClient return the event of a PUBLISH of at most max
+// bytes as a slice of the Decoder's buffer instead of a copy: it is valid
+// only until the Decoder's next read, and must not be modified. max is
+// capped at the buffer's size; 0 restores copies. The relay uses it to
+// fan an event out to its subscribers' queues without allocating it.
+func (d *Decoder) SetBorrow(max int) { d.borrowMax = min(max, d.br.Size()) }
+
+// borrowed reads a field of n bytes as a slice of br's buffer (see
+// SetBorrow).
+func (d *Decoder) borrowed(field string, n int) []byte {
+	if n > d.br.Buffered() {
+		d.fill.max = 0 // one refill, not many bounded ones
+	}
+	p, err := d.br.Peek(n)
+	if err != nil {
+		d.fail(field, err)
+		return nil
+	}
+	_, _ = d.br.Discard(n) // cannot fail after a successful Peek
+	return p
+}
 
 // Buffered returns how many bytes the Decoder has read ahead of the last
 // decoded message: the start of the next one, if not zero.

@@ -20,7 +20,7 @@ func (d *Decoder) clientBody(m *Message) {
 	case OpSubscribe, OpUnsubscribe:
 		m.Topic = d.str("topic")
 	case OpPublish:
-		d.readPublish(m)
+		d.readClientPublish(m)
 	case OpTunInit:
 		d.readClientTunInit(m)
 	case OpTunConfirm:
@@ -201,6 +201,13 @@ func (d *Decoder) readReplyResult(m *Message) {
 func (d *Decoder) readPublish(m *Message) {
 	m.Topic = d.str("topic")
 	m.Payload = d.blob("event")
+}
+
+// readClientPublish is readPublish with the event borrowed from the
+// buffer up to borrowMax bytes (SetBorrow).
+func (d *Decoder) readClientPublish(m *Message) {
+	m.Topic = d.str("topic")
+	m.Payload = d.blobBorrow("event", d.borrowMax)
 }
 
 // TUN_INIT  varint(tunId) string(cluster) varint(timeoutMs)

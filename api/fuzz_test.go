@@ -76,7 +76,31 @@ func fuzzRead(t *testing.T, dir direction, data []byte) {
 
 func FuzzReadClient(f *testing.F) {
 	seedCorpus(f, directions[0], true)
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, directions[0], data) })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzRead(t, directions[0], data)
+		fuzzBorrow(t, directions[0], data)
+	})
+}
+
+// fuzzBorrow decodes data as client messages twice in lockstep, once with
+// events borrowed (SetBorrow) and once without: each message, and the
+// error that ends the stream, must be the same.
+func fuzzBorrow(t *testing.T, dir direction, data []byte) {
+	plain, borrow := newFuzzDecoder(data), newFuzzDecoder(data)
+	borrow.SetBorrow(100)
+	for {
+		var m1, m2 Message
+		err1, err2 := dir.read(plain, &m1), dir.read(borrow, &m2)
+		if (err1 == nil) != (err2 == nil) || (err1 != nil && err1.Error() != err2.Error()) {
+			t.Fatalf("errors differ: %v, borrowing %v", err1, err2)
+		}
+		if err1 != nil {
+			return
+		}
+		if !reflect.DeepEqual(m1, m2) {
+			t.Fatalf("borrowing changed the message\nplain  %+v\nborrow %+v", m1, m2)
+		}
+	}
 }
 
 func FuzzReadDaemon(f *testing.F) {

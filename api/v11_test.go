@@ -199,7 +199,10 @@ func TestInitOptions(t *testing.T) {
 
 func FuzzReadClientV11(f *testing.F) {
 	seedCorpus(f, v11Directions[0], true)
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzRead(t, v11Directions[0], data) })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzRead(t, v11Directions[0], data)
+		fuzzBorrow(t, v11Directions[0], data)
+	})
 }
 
 func FuzzReadDaemonV11(f *testing.F) {

@@ -436,3 +436,59 @@ func TestTooLargeForTheOverlayFaultsAtOnce(t *testing.T) {
 		t.Fatalf("got %+v after %v, want a fault at once", res.Status, time.Since(start))
 	}
 }
+
+// keepSub keeps every event it is handed, as it is.
+type keepSub struct{ ch chan []byte }
+
+func (s *keepSub) HandleEvent(_ string, ev []byte) { s.ch <- ev }
+
+// transientSub copies what it is handed by HandleTransientEvent, and
+// records the address it was handed.
+type transientSub struct {
+	keepSub
+	at chan *byte
+}
+
+func (s *transientSub) HandleTransientEvent(_ string, ev []byte) {
+	s.at <- &ev[0]
+	s.ch <- append([]byte(nil), ev...)
+}
+
+// TestPublishTransient: an event valid only during PublishTransient
+// reaches a TransientSubscriber as it is, and a plain Subscriber and
+// another daemon as a copy, which the publisher's next bytes leave alone.
+func TestPublishTransient(t *testing.T) {
+	ds := startDaemons(t, "", "")
+	a, b := ds[0], ds[1]
+	plain := &keepSub{ch: make(chan []byte, 10)}
+	trans := &transientSub{keepSub: keepSub{ch: make(chan []byte, 10)}, at: make(chan *byte, 10)}
+	far := &keepSub{ch: make(chan []byte, 10)}
+	for _, s := range []struct {
+		d   *testDaemon
+		sub Subscriber
+	}{{a, plain}, {a, trans}, {b, far}} {
+		if _, err := s.d.Subscribe("t", s.sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "b's interest known to a", func() bool {
+		ts := a.Topics()
+		return len(ts) == 1 && len(ts[0].Remote) == 1
+	})
+	buf := []byte("first")
+	a.PublishTransient("t", buf)
+	copy(buf, "XXXXX") // the publisher's buffer, reused
+	if p := <-trans.at; p != &buf[0] {
+		t.Error("the TransientSubscriber was handed a copy")
+	}
+	for name, s := range map[string]*keepSub{"plain": plain, "transient": &trans.keepSub, "far": far} {
+		select {
+		case ev := <-s.ch:
+			if string(ev) != "first" {
+				t.Errorf("%s subscriber kept %q, want first", name, ev)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s subscriber got nothing", name)
+		}
+	}
+}

@@ -11,6 +11,14 @@ type Subscriber interface {
 	HandleEvent(topic string, event []byte)
 }
 
+// A TransientSubscriber is a Subscriber that copies what it keeps of an
+// event: PublishTransient hands it events that are valid only during
+// HandleTransientEvent, where other Subscribers get a copy of their own.
+type TransientSubscriber interface {
+	Subscriber
+	HandleTransientEvent(topic string, event []byte)
+}
+
 type subscription struct {
 	s       Subscriber
 	topic   string
@@ -103,17 +111,44 @@ func (n *Node) Broadcast(cluster string, msg []byte) {
 // briefly (overlay.WaitBacklog), so a publisher slows rather than lose
 // events.
 func (n *Node) Publish(topic string, event []byte) {
+	n.publish(topic, event, false)
+}
+
+// PublishTransient is Publish for an event that is valid only during the
+// call (a slice of a connection's read buffer): TransientSubscribers get it
+// as it is, and what is kept beyond the call (the other subscribers'
+// events, the frames to other daemons) is one copy of it.
+func (n *Node) PublishTransient(topic string, event []byte) {
+	n.publish(topic, event, true)
+}
+
+func (n *Node) publish(topic string, event []byte, transient bool) {
 	n.mu.RLock()
 	subs, remotes := n.matchLocked(topic)
 	ov := n.ov
 	n.mu.RUnlock()
 	n.stats.publishesOut.Add(1)
+	var owned []byte // event's copy, once one is needed
+	own := func() []byte {
+		if !transient {
+			return event
+		}
+		if owned == nil {
+			owned = append(make([]byte, 0, len(event)), event...)
+		}
+		return owned
+	}
 	for _, s := range subs {
-		s.s.HandleEvent(topic, event)
+		if ts, ok := s.s.(TransientSubscriber); ok && transient {
+			ts.HandleTransientEvent(topic, event)
+		} else {
+			s.s.HandleEvent(topic, own())
+		}
 	}
 	if len(remotes) == 0 {
 		return
 	}
+	event = own()
 	head := n.heads.get(fPublish, topic)
 	for _, r := range remotes {
 		if ov.SendIfUp(r.id, overlay.Bulk, head, event) != nil {

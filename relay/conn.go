@@ -28,6 +28,10 @@ const (
 	// payload from where it is (writev) rather than copying it.
 	directWriteSize = 16 << 10
 	minKeptQ        = 1024 // an idle queue keeps a batch slice of up to this many messages
+	// maxBorrowedEvent is the largest event of a PUBLISH that the read
+	// loop fans out from its Decoder's buffer (api.Decoder.SetBorrow):
+	// the subscribers' queues copy such events into their slabs.
+	maxBorrowedEvent = directWriteSize - 1
 )
 
 // writevMax and writevParts bound what one write gathers: bytes, and
@@ -101,6 +105,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	c.rd = &appReader{c: c}
 	c.dec = api.NewDecoder(c.rd, s.cfg.Limits)
 	c.dec.SetAlloc(c.allocChunk)
+	c.dec.SetBorrow(maxBorrowedEvent)
 	c.tun = newTunnels(c)
 	c.q.gapStat = &s.stats.gapNotices
 	return c
@@ -386,7 +391,12 @@ func (c *conn) dispatch(m *api.Message) error {
 	case api.OpUnsubscribe:
 		c.handleUnsubscribe(m.Topic)
 	case api.OpPublish:
-		c.srv.node.Publish(m.Topic, m.Payload)
+		// Up to maxBorrowedEvent the event lies in the Decoder's buffer.
+		if len(m.Payload) <= maxBorrowedEvent {
+			c.srv.node.PublishTransient(m.Topic, m.Payload)
+		} else {
+			c.srv.node.Publish(m.Topic, m.Payload)
+		}
 	case api.OpTunInit, api.OpTunConfirm, api.OpTunAllow, api.OpTunTransfer, api.OpTunClose:
 		if m.Op == api.OpTunInit && c.noMembers(api.OpTunInit, m.ID, m.Cluster) {
 			return nil
@@ -407,6 +417,7 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	buf := make([]byte, 0, flushSize)
 	var batch []outMsg
+	var blocks []*slabBuf // the slab blocks of batch (slab.go)
 	// Batch slices are recycled, however large a burst made them, while
 	// the connection is busy: a growing slice per batch was 17% of the
 	// daemon's CPU under load. Their slots are charged to the queue's byte
@@ -414,7 +425,7 @@ func (c *conn) writeLoop() {
 	// queue runs empty.
 	for {
 		var ok bool
-		batch, ok = c.q.take(batch)
+		batch, blocks, ok = c.q.take(batch, blocks)
 		if !ok {
 			c.endWrites()
 			return
@@ -485,14 +496,27 @@ func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
 	for i := range batch {
 		m := &batch[i].msg
 		direct := false
-		if len(m.Payload) >= directWriteSize {
+		if batch[i].enc {
+			// Already encoded in the slab: gathered as it lies, in one
+			// part with the previous event when it follows it there.
+			if len(buf) > from {
+				iov = append(iov, buf[from:])
+				from = len(buf)
+			}
+			if k := len(iov) - 1; k >= 0 && batch[i-1].enc && adjacent(iov[k], m.Payload) {
+				iov[k] = iov[k][:len(iov[k])+len(m.Payload)]
+			} else {
+				iov = append(iov, m.Payload)
+			}
+			gathered += len(m.Payload)
+		} else if len(m.Payload) >= directWriteSize {
 			buf, direct = api.AppendDaemonHead(buf, m)
 		}
 		if direct {
 			iov = append(iov, buf[from:], m.Payload)
 			gathered += len(buf) - from + len(m.Payload)
 			from = len(buf)
-		} else {
+		} else if !batch[i].enc {
 			buf = api.AppendDaemon(buf, m)
 		}
 		if i < len(batch)-1 && len(buf)-from < flushSize && gathered < writevMax && len(iov) < writevParts {
@@ -513,6 +537,11 @@ func (c *conn) writeBatch(buf []byte, batch []outMsg) ([]byte, error) {
 	}
 	c.iov = iov
 	return buf, nil
+}
+
+// adjacent reports whether b starts where a ends, in a's array.
+func adjacent(a, b []byte) bool {
+	return len(b) > 0 && cap(a) > len(a) && &a[:len(a)+1][len(a)] == &b[0]
 }
 
 // leave takes the connection out of the cluster, once: no delivery starts

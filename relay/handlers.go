@@ -220,6 +220,16 @@ type topicSub struct {
 // and counts it when the app is not keeping up. Past the queue's high
 // water it waits, at most stallMax, for the writer (pressure.go).
 func (ts *topicSub) HandleEvent(topic string, event []byte) {
+	ts.handle(topic, event)
+}
+
+// HandleTransientEvent implements cluster.TransientSubscriber (see
+// eventSink's).
+func (ts *topicSub) HandleTransientEvent(topic string, event []byte) {
+	ts.handle(topic, keptEvent(event))
+}
+
+func (ts *topicSub) handle(topic string, event []byte) {
 	if !ts.active.Load() {
 		return // unsubscribed: the cluster may still be finishing a delivery
 	}

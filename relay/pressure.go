@@ -42,7 +42,11 @@ const (
 // event was queued and whether it waited.
 func (q *sendQueue) offerPub(m *api.Message, gap bool) (ok, waited bool) {
 	q.mu.Lock()
-	ok = q.offerLocked(m, kindBulk)
+	if len(m.Payload) < directWriteSize {
+		ok = q.offerEncodedLocked(m)
+	} else {
+		ok = q.offerLocked(m, kindBulk)
+	}
 	if !ok && gap && q.state == queueOpen {
 		q.gap++
 		if q.gap == 1 {

@@ -29,7 +29,7 @@ func TestPressureWaitsForWriter(t *testing.T) {
 			t.Fatal("delivery did not wait for a pressed queue")
 		default:
 		}
-		batch, _ := q.take(nil)
+		batch, _, _ := q.take(nil, nil)
 		q.written(batch)
 		if !<-done || q.slow || q.press != nil {
 			t.Fatal("delivery not released when the queue drained")
@@ -47,7 +47,7 @@ func TestPressureWaitsForWriter(t *testing.T) {
 		if ok, _ := q.offerPub(ev(), false); ok {
 			t.Fatal("a slow queue took an event beyond its limit")
 		}
-		batch, _ = q.take(batch)
+		batch, _, _ = q.take(batch, nil)
 		q.written(batch)
 		if q.slow || q.press != nil {
 			t.Fatal("a drained queue still pressed or slow")

@@ -36,6 +36,9 @@ const (
 type outMsg struct {
 	msg  api.Message
 	kind kind
+	// enc is set for an event queued encoded (offerEncodedLocked):
+	// msg.Payload is its encoding in the queue's slab, written as it is.
+	enc  bool
 	cost int // payload bytes counted against the queue's byte limits until written
 }
 
@@ -89,6 +92,9 @@ type sendQueue struct {
 	// recent is the size of the recent batches (decaying): take keeps a
 	// spare slice that large for the writer.
 	recent int
+	// slab holds the encodings of the events queued encoded
+	// (offerEncodedLocked).
+	slab eventSlab
 	// dones holds, by the address of their first byte, what to call once
 	// queued tunnel chunks are written (pushChunk); doneBuf is written's.
 	dones   map[*byte]func()
@@ -152,12 +158,37 @@ func (q *sendQueue) offer(m *api.Message, k kind) bool {
 // offerLocked is offer with q.mu held.
 func (q *sendQueue) offerLocked(m *api.Message, k kind) bool {
 	n := len(m.Payload) + msgOverhead
+	ok := q.admitBulkLocked(n)
+	if ok {
+		q.appendLocked(m, k, n)
+	}
+	return ok
+}
+
+// offerEncodedLocked is offerLocked for a kindBulk event smaller than
+// directWriteSize: it is encoded into the slab, so that nothing of m is
+// kept once it returns.
+func (q *sendQueue) offerEncodedLocked(m *api.Message) bool {
+	n := len(m.Payload) + msgOverhead
+	ok := q.admitBulkLocked(n)
+	if ok {
+		enc := q.slab.encode(m)
+		q.items = append(q.items, outMsg{msg: api.Message{Op: m.Op, Payload: enc}, kind: kindBulk, enc: true, cost: n})
+		if len(q.items) == 1 {
+			signal(q.wakeCh)
+		}
+	}
+	return ok
+}
+
+// admitBulkLocked admits a kindBulk or kindDelivery message of cost n if
+// the bulk budget allows, and counts it.
+func (q *sendQueue) admitBulkLocked(n int) bool {
 	ok := q.state == queueOpen && q.nBulk < q.bulkLen &&
 		(q.nBytes+n <= q.bulkBytes || q.nBytes == 0) && q.chargeLocked(n)
 	if ok {
 		q.nBulk++
 		q.nBytes += n
-		q.appendLocked(m, k, n)
 	}
 	return ok
 }
@@ -298,6 +329,7 @@ func (q *sendQueue) discardLocked() {
 	q.releaseLocked(q.items)
 	clear(q.items) // drop the payloads now
 	q.items = q.items[:0]
+	q.slab.discard()
 	q.nBulk = 0
 	q.dones = nil // discarded chunks are not released
 }
@@ -342,32 +374,36 @@ func (q *sendQueue) written(batch []outMsg) {
 	q.doneBuf = dones[:0] // only the writer calls written
 }
 
-// take waits until messages are queued and returns all of them, handing
-// spare (emptied) to the queue for reuse. It returns false when the writer
-// must stop: the queue was aborted, or sealed and fully taken.
-func (q *sendQueue) take(spare []outMsg) ([]outMsg, bool) {
+// take waits until messages are queued and returns all of them, with the
+// slab blocks their encoded events lie in, handing spare and written (the
+// previous batch and its blocks, written) to the queue for reuse. It
+// returns false when the writer must stop: the queue was aborted, or
+// sealed and fully taken.
+func (q *sendQueue) take(spare []outMsg, written []*slabBuf) ([]outMsg, []*slabBuf, bool) {
 	for {
 		q.mu.Lock()
 		if q.state == queueAborted {
 			q.mu.Unlock()
-			return nil, false
+			return nil, nil, false
 		}
 		if len(q.items) > 0 || q.gap > 0 {
 			q.recent = max(len(q.items), q.recent-q.recent/8)
-			batch := q.takeGapLocked(q.items)
+			batch, blocks := q.takeGapLocked(q.items), q.slab.take(written)
 			q.items = spare[:0]
 			q.nBulk = 0 // bytes count until written
 			q.mu.Unlock()
 			signal(q.roomCh)
-			return batch, true
+			return batch, blocks, true
 		}
+		release(written)
+		written = nil
 		sealed := q.state == queueSealed
 		if cap(q.items) > max(minKeptQ, 4*q.recent) {
 			q.items = nil // the bursts are over: do not hold their slice
 		}
 		q.mu.Unlock()
 		if sealed {
-			return nil, false
+			return nil, nil, false
 		}
 		<-q.wakeCh
 	}

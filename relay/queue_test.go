@@ -23,7 +23,7 @@ func TestQueueBulkBudget(t *testing.T) {
 	if ok, _ := q.push(msg(api.OpReply, 0)); !ok {
 		t.Fatal("answer refused by a full bulk budget")
 	}
-	batch, ok := q.take(nil)
+	batch, _, ok := q.take(nil, nil)
 	if !ok || len(batch) != 4 || batch[3].kind != kindAnswer {
 		t.Fatalf("take = %d messages, %v", len(batch), ok)
 	}
@@ -35,7 +35,7 @@ func TestQueueBulkBudget(t *testing.T) {
 	if q.offer(msg(api.OpPublish, 50), kindBulk) {
 		t.Fatal("offer beyond SendQueueBytes admitted")
 	}
-	batch, _ = q.take(batch)
+	batch, _, _ = q.take(batch, nil)
 	q.written(batch)
 	if !q.offer(msg(api.OpPublish, 1000), kindBulk) {
 		t.Fatal("a message larger than SendQueueBytes refused on an empty queue")
@@ -49,7 +49,7 @@ func TestQueueControlWaitsForRoom(t *testing.T) {
 	pushed := make(chan bool)
 	go func() { pushed <- q.pushControl(msg(api.OpReply, 0)) }()
 	// pushControl is blocked until the writer takes the batch.
-	if batch, _ := q.take(nil); len(batch) != 2 {
+	if batch, _, _ := q.take(nil, nil); len(batch) != 2 {
 		t.Fatalf("take = %d, want 2", len(batch))
 	}
 	if !<-pushed {
@@ -61,7 +61,7 @@ func TestQueueControlWaitsForRoom(t *testing.T) {
 	if <-pushed {
 		t.Fatal("pushControl succeeded on an aborted queue")
 	}
-	if _, ok := q.take(nil); ok {
+	if _, _, ok := q.take(nil, nil); ok {
 		t.Fatal("take succeeded on an aborted queue")
 	}
 }
@@ -73,11 +73,11 @@ func TestQueueSeal(t *testing.T) {
 	if ok, _ := q.push(msg(api.OpReply, 0)); ok || q.offer(msg(api.OpBroadcast, 1), kindBulk) || q.pushControl(msg(api.OpReply, 0)) {
 		t.Fatal("push after seal admitted")
 	}
-	batch, ok := q.take(nil)
+	batch, _, ok := q.take(nil, nil)
 	if !ok || len(batch) != 2 || batch[1].msg.Op != api.OpClose {
 		t.Fatalf("take after seal = %+v, %v", batch, ok)
 	}
-	if _, ok := q.take(nil); ok {
+	if _, _, ok := q.take(nil, nil); ok {
 		t.Fatal("take after draining a sealed queue succeeded")
 	}
 }
@@ -102,7 +102,7 @@ func TestQueueBytesCountUntilWritten(t *testing.T) {
 	if !q.offer(msg(api.OpPublish, 150<<10), kindBulk) {
 		t.Fatal("offer refused")
 	}
-	batch, _ := q.take(nil)
+	batch, _, _ := q.take(nil, nil)
 	if q.offer(msg(api.OpPublish, 100<<10), kindBulk) {
 		t.Fatal("offer beyond SendQueueBytes admitted while the writer holds a batch")
 	}

@@ -723,3 +723,59 @@ func TestMaxConns(t *testing.T) {
 	again := connect(t, d, "")
 	roundTrip(t, again, svc, "svc", 2)
 }
+
+// TestPublishOrderMixedSizes: events of mixed sizes, published faster than
+// the subscribers read them, arrive whole and in order, on a v1.0 and a
+// v1.1 session: small ones fanned out from the publisher's read buffer
+// into the subscribers' slabs (across blocks of every size), large ones
+// kept as they are and gathered from where they are. Another topic's
+// events go to a second subscriber from the same read buffer in between.
+func TestPublishOrderMixedSizes(t *testing.T) {
+	leakcheck.Check(t)
+	d := startDaemon(t, nil)
+	sub10 := connect(t, d, "")
+	sub11, _ := connectV11(t, d, "", "")
+	other := connect(t, d, "")
+	pub := connect(t, d, "")
+	sub10.send(api.Message{Op: api.OpSubscribe, Topic: "mix"})
+	sub11.send(api.Message{Op: api.OpSubscribe, Topic: "mix"})
+	if m := sub11.recv(); m.Op != api.OpSubscribed {
+		t.Fatalf("SUBSCRIBE answered %+v", m)
+	}
+	other.send(api.Message{Op: api.OpSubscribe, Topic: "other"})
+	// The v1.0 subscriptions are in place once their sessions echo.
+	for i, c := range []*client{sub10, other} {
+		fence := fmt.Sprint("fence", i)
+		c.send(api.Message{Op: api.OpSubscribe, Topic: fence})
+		c.send(api.Message{Op: api.OpPublish, Topic: fence, Payload: []byte("f")})
+		c.expectPublish(fence, "f")
+	}
+	sizes := []int{5, 1000, 16<<10 - 1, 16 << 10, 0, 300, 3000, 20 << 10, 1, 40 << 10, 700}
+	const n = 200
+	payload := func(i int) []byte {
+		b := make([]byte, sizes[i%len(sizes)])
+		for j := range b {
+			b[j] = byte(i + j)
+		}
+		return b
+	}
+	for i := range n {
+		pub.send(api.Message{Op: api.OpPublish, Topic: "mix", Payload: payload(i)})
+		pub.send(api.Message{Op: api.OpPublish, Topic: "other", Payload: payload(n - i)})
+	}
+	for _, c := range []*client{sub10, sub11} {
+		for i := range n {
+			if m := c.expectOp(api.OpPublish); m.Topic != "mix" || !bytes.Equal(m.Payload, payload(i)) {
+				t.Fatalf("event %d arrived as %q, %d bytes; want %d bytes", i, m.Topic, len(m.Payload), sizes[i%len(sizes)])
+			}
+		}
+	}
+	for i := range n {
+		if m := other.expectOp(api.OpPublish); m.Topic != "other" || !bytes.Equal(m.Payload, payload(n-i)) {
+			t.Fatalf("other event %d arrived as %q, %d bytes", i, m.Topic, len(m.Payload))
+		}
+	}
+	if st := d.srv.Stats(); st.DroppedEvents != 0 {
+		t.Errorf("%d events dropped", st.DroppedEvents)
+	}
+}

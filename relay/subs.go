@@ -23,6 +23,17 @@ type eventSink struct{ c *conn }
 // the queue's high water it waits, at most stallMax, for the writer
 // (pressure.go).
 func (s *eventSink) HandleEvent(topic string, event []byte) {
+	s.handle(topic, event)
+}
+
+// HandleTransientEvent implements cluster.TransientSubscriber: an event
+// smaller than directWriteSize is copied into the send queue's slab, and
+// a larger one is copied here.
+func (s *eventSink) HandleTransientEvent(topic string, event []byte) {
+	s.handle(topic, keptEvent(event))
+}
+
+func (s *eventSink) handle(topic string, event []byte) {
 	c := s.c
 	if c.closing.Load() {
 		return
@@ -134,4 +145,14 @@ func (q *sendQueue) takeGapLocked(batch []outMsg) []outMsg {
 		q.gapStat.Add(1)
 	}
 	return batch
+}
+
+// keptEvent returns an event that is valid only during the call as the
+// send queue may keep it: the event itself when the queue copies it into
+// its slab (offerPub), else a copy.
+func keptEvent(event []byte) []byte {
+	if len(event) < directWriteSize {
+		return event
+	}
+	return append(make([]byte, 0, len(event)), event...)
 }

@@ -16,14 +16,14 @@ func TestQueueGap(t *testing.T) {
 			t.Fatalf("offer %d: %v", i, ok)
 		}
 	}
-	batch, ok := q.take(nil)
+	batch, _, ok := q.take(nil, nil)
 	if !ok || len(batch) != 3 || batch[2].msg.Op != api.OpGap || batch[2].msg.Size != 3 {
 		t.Fatalf("batch %+v", batch)
 	}
 	if !q.offerEvent(&ev) {
 		t.Fatal("room again, yet refused")
 	}
-	batch, _ = q.take(batch[:0])
+	batch, _, _ = q.take(batch[:0], nil)
 	if len(batch) != 1 || batch[0].msg.Op != api.OpPublish {
 		t.Fatalf("second batch %+v: the gap was reported twice", batch)
 	}
