@@ -224,16 +224,30 @@ func (n *Node) ready() (Overlay, bool) {
 // goroutine and never blocks: deliveries to apps go through their bounded
 // queues.
 func (n *Node) HandleFrame(from string, payload []byte) {
-	n.handleFrame(from, payload, nil)
+	n.handleFrame(from, payload, nil, false)
+}
+
+// HandleTransientFrame implements overlay.TransientFrameHandler: an event
+// is fanned out to its subscribers from where it lies in the link's buffer
+// (a TransientSubscriber copies it into its queue); other frames are left
+// to HandleFrame.
+func (n *Node) HandleTransientFrame(from string, payload []byte) bool {
+	if len(payload) == 0 || frameType(payload[0]) != fPublish {
+		return false
+	}
+	n.handleFrame(from, payload, nil, true)
+	return true
 }
 
 // HandleOwnedFrame implements overlay.OwnedFrameHandler: release is passed
 // on with tunnel data, and dropped with other frames.
 func (n *Node) HandleOwnedFrame(from string, payload []byte, release func()) {
-	n.handleFrame(from, payload, release)
+	n.handleFrame(from, payload, release, false)
 }
 
-func (n *Node) handleFrame(from string, payload []byte, release func()) {
+// handleFrame handles one frame; a transient one is valid only during the
+// call (only events come so: HandleTransientFrame).
+func (n *Node) handleFrame(from string, payload []byte, release func(), transient bool) {
 	if _, ok := n.ready(); !ok || len(payload) == 0 {
 		return
 	}
@@ -256,7 +270,7 @@ func (n *Node) handleFrame(from string, payload []byte, release func()) {
 	case fBroadcast:
 		err = n.handleBroadcast(&rd)
 	case fPublish:
-		err = n.handlePublish(&rd)
+		err = n.handlePublish(&rd, transient)
 	case fTunOpen:
 		err = n.handleTunOpen(from, &rd)
 	case fTunOpened:

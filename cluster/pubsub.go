@@ -128,30 +128,24 @@ func (n *Node) publish(topic string, event []byte, transient bool) {
 	ov := n.ov
 	n.mu.RUnlock()
 	n.stats.publishesOut.Add(1)
-	var owned []byte // event's copy, once one is needed
-	own := func() []byte {
-		if !transient {
-			return event
-		}
-		if owned == nil {
-			owned = append(make([]byte, 0, len(event)), event...)
-		}
-		return owned
-	}
-	for _, s := range subs {
-		if ts, ok := s.s.(TransientSubscriber); ok && transient {
-			ts.HandleTransientEvent(topic, event)
-		} else {
-			s.s.HandleEvent(topic, own())
-		}
-	}
+	ec := eventCopy{event: event, transient: transient}
+	ec.deliver(subs, topic)
 	if len(remotes) == 0 {
 		return
 	}
-	event = own()
 	head := n.heads.get(fPublish, topic)
+	cs, copies := ov.(copySender)
+	if copies = copies && transient; !copies {
+		event = ec.kept()
+	}
 	for _, r := range remotes {
-		if ov.SendIfUp(r.id, overlay.Bulk, head, event) != nil {
+		var err error
+		if copies {
+			err = cs.SendIfUpCopy(r.id, overlay.Bulk, head, event)
+		} else {
+			err = ov.SendIfUp(r.id, overlay.Bulk, head, event)
+		}
+		if err != nil {
 			n.stats.dropped.Add(1)
 			n.stats.eventsDropped.Add(1)
 		}
@@ -163,6 +157,13 @@ func (n *Node) publish(topic string, event []byte, transient bool) {
 			w.WaitBacklog(r.id)
 		}
 	}
+}
+
+// copySender is the part of *overlay.Overlay PublishTransient uses to
+// queue a transient event for other daemons without a copy of its own:
+// the overlay copies it into its send blocks.
+type copySender interface {
+	SendIfUpCopy(id string, prio overlay.Priority, head, body []byte) error
 }
 
 // backlogWaiter is the part of *overlay.Overlay Publish uses to wait for a
@@ -184,7 +185,37 @@ func (n *Node) handleBroadcast(rd *reader) error {
 	return nil
 }
 
-func (n *Node) handlePublish(rd *reader) error {
+// eventCopy is an event and, when it is transient (valid only during the
+// call that handed it over), the one copy made of it for what keeps it.
+type eventCopy struct {
+	event, owned []byte
+	transient    bool
+}
+
+// kept returns the event as what keeps it may: itself, or its copy.
+func (e *eventCopy) kept() []byte {
+	if !e.transient {
+		return e.event
+	}
+	if e.owned == nil {
+		e.owned = append(make([]byte, 0, len(e.event)), e.event...)
+	}
+	return e.owned
+}
+
+// deliver hands the event to subs: a transient one as it is to
+// TransientSubscribers, and kept() to the others.
+func (e *eventCopy) deliver(subs []*subscription, topic string) {
+	for _, s := range subs {
+		if ts, ok := s.s.(TransientSubscriber); ok && e.transient {
+			ts.HandleTransientEvent(topic, e.event)
+		} else {
+			s.s.HandleEvent(topic, e.kept())
+		}
+	}
+}
+
+func (n *Node) handlePublish(rd *reader, transient bool) error {
 	topic := rd.name()
 	event := rd.rest()
 	if rd.err != nil {
@@ -206,8 +237,7 @@ func (n *Node) handlePublish(rd *reader) error {
 	if len(subs) == 0 {
 		return nil
 	}
-	for _, s := range subs {
-		s.s.HandleEvent(name, event)
-	}
+	ec := eventCopy{event: event, transient: transient}
+	ec.deliver(subs, name)
 	return nil
 }

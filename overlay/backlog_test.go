@@ -18,14 +18,14 @@ func TestWaitBacklog(t *testing.T) {
 		o.peers["x"] = p
 		o.setViewLocked()
 		for range 3 {
-			if err := p.enqueue(Bulk, qframe{body: []byte("f")}); err != nil {
+			if err := p.enqueue(Bulk, qframe{body: []byte("f")}, false); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if o.WaitBacklog("x") || o.WaitBacklog("nobody") {
 			t.Fatal("waited under the mark")
 		}
-		p.enqueue(Bulk, qframe{body: []byte("f")})
+		p.enqueue(Bulk, qframe{body: []byte("f")}, false)
 		done := make(chan bool, 1)
 		go func() { done <- o.WaitBacklog("x") }()
 		synctest.Wait()
@@ -43,7 +43,7 @@ func TestWaitBacklog(t *testing.T) {
 		}
 		// Nobody drains: one wait of MaxSendWait, then none.
 		for range 3 {
-			p.enqueue(Bulk, qframe{body: []byte("f")})
+			p.enqueue(Bulk, qframe{body: []byte("f")}, false)
 		}
 		if !o.WaitBacklog("x") {
 			t.Fatal("did not wait")

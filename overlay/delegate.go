@@ -60,6 +60,15 @@ type OwnedFrameHandler interface {
 	HandleOwnedFrame(from string, payload []byte, release func())
 }
 
+// TransientFrameHandler is a Delegate that can take some frames without a
+// copy of their own. A frame smaller than 32 KiB arrives in the link
+// reader's buffer, which the next record overwrites: the reader offers it
+// to HandleTransientFrame, which reads payload only during the call and
+// reports whether it took the frame; if not, HandleFrame gets a copy.
+type TransientFrameHandler interface {
+	HandleTransientFrame(from string, payload []byte) bool
+}
+
 // Delegate is implemented by the layer above the overlay. Methods are called
 // from overlay goroutines and must not block: hand work off to a bounded queue
 // instead. They may call back into the Overlay.

@@ -365,9 +365,16 @@ func (l *link) deliver(kind byte, payload []byte, release func()) {
 		return
 	}
 	o.stats.framesIn.Add(1)
-	if h, ok := o.cfg.Delegate.(OwnedFrameHandler); ok && release != nil {
-		h.HandleOwnedFrame(l.p.id, payload, release)
-		return
+	if release != nil {
+		if h, ok := o.cfg.Delegate.(OwnedFrameHandler); ok {
+			h.HandleOwnedFrame(l.p.id, payload, release)
+			return
+		}
+	} else { // in the reader's buffer
+		if h, ok := o.cfg.Delegate.(TransientFrameHandler); ok && h.HandleTransientFrame(l.p.id, payload) {
+			return
+		}
+		payload = append([]byte(nil), payload...)
 	}
 	o.cfg.Delegate.HandleFrame(l.p.id, payload)
 }
@@ -380,8 +387,9 @@ type peer struct {
 	o  *Overlay
 	id string
 
-	qmu         sync.Mutex // protects q, backlogCh, backlogSlow
+	qmu         sync.Mutex // protects q, blk, backlogCh, backlogSlow
 	q           [2]fifo    // control, bulk; drained by the current link's writer
+	blk         *sendBlock // where small bodies are copied (sendcopy.go)
 	queuedBytes atomic.Int64
 	backlogCh   chan struct{} // closed when the queues fall under the backlog mark (backlog.go)
 	backlogSlow bool          // a WaitBacklog timed out in this backlog
@@ -458,6 +466,7 @@ func (p *peer) releaseIdle() {
 			p.q[i] = fifo{}
 		}
 	}
+	p.dropBlockLocked()
 	p.qmu.Unlock()
 }
 
@@ -503,6 +512,7 @@ func (p *peer) drop() int {
 	p.qmu.Lock()
 	n := p.q[Control].len() + p.q[Bulk].len()
 	p.q = [2]fifo{}
+	p.dropBlockLocked()
 	p.queuedBytes.Store(0)
 	p.releaseBacklogLocked()
 	p.qmu.Unlock()
@@ -512,7 +522,9 @@ func (p *peer) drop() int {
 // enqueue queues f without blocking; the queues are bounded in bytes
 // (SendQueueBytes, both together, frameOverhead per frame included) and in
 // frames (SendQueueLen each).
-func (p *peer) enqueue(prio Priority, f qframe) error {
+// With copyBody, f.body is valid only during the call, and what is queued
+// is a copy of it (copyLocked).
+func (p *peer) enqueue(prio Priority, f qframe, copyBody bool) error {
 	n := int64(f.size() + frameOverhead)
 	if prio != Control {
 		prio = Bulk
@@ -522,6 +534,9 @@ func (p *peer) enqueue(prio Priority, f qframe) error {
 	if q.len() >= p.o.cfg.SendQueueLen || p.queuedBytes.Load()+n > int64(p.o.cfg.SendQueueBytes) {
 		p.qmu.Unlock()
 		return ErrBackpressure
+	}
+	if copyBody {
+		f.body, f.release = p.copyLocked(f.body)
 	}
 	q.push(f)
 	p.queuedBytes.Add(n)

@@ -335,6 +335,13 @@ func (o *Overlay) Send(id string, prio Priority, head, body []byte) error {
 // left) is not released. On error nothing is released: the caller still
 // owns body.
 func (o *Overlay) SendOwned(id string, prio Priority, head, body []byte, release func([]byte)) error {
+	return o.send(id, prio, qframe{head: head, body: body, release: release}, false)
+}
+
+// send queues f for peer id; with copyBody, f.body is valid only during
+// the call, and a copy of it is queued.
+func (o *Overlay) send(id string, prio Priority, f qframe, copyBody bool) error {
+	head, body := f.head, f.body
 	if len(head)+len(body) > o.cfg.MaxFrameSize {
 		return ErrFrameTooLarge
 	}
@@ -345,7 +352,7 @@ func (o *Overlay) SendOwned(id string, prio Priority, head, body []byte, release
 	if p == nil {
 		return ErrUnknownPeer
 	}
-	if err := p.enqueue(prio, qframe{head: head, body: body, release: release}); err != nil {
+	if err := p.enqueue(prio, f, copyBody); err != nil {
 		o.stats.framesDropped.Add(1)
 		return err
 	}
@@ -363,13 +370,25 @@ func (o *Overlay) SendOwned(id string, prio Priority, head, body []byte, release
 // such frames (requests, replies, tunnel data): they are dropped, and the
 // upper layer told, if the next dial fails too.
 func (o *Overlay) SendIfUp(id string, prio Priority, head, body []byte) error {
+	return o.sendIfUp(id, prio, head, body, false)
+}
+
+// SendIfUpCopy is SendIfUp for a body that is valid only during the call:
+// the overlay queues a copy of it (a small one in a block it shares with
+// other frames to the peer), and the caller may reuse body at once. Only
+// head must stay unmodified until the frame is written.
+func (o *Overlay) SendIfUpCopy(id string, prio Priority, head, body []byte) error {
+	return o.sendIfUp(id, prio, head, body, true)
+}
+
+func (o *Overlay) sendIfUp(id string, prio Priority, head, body []byte, copyBody bool) error {
 	p, _ := o.lookup(id)
 	if p != nil && p.down.Load() && !p.hasLink.Load() {
 		p.ensureDial()
 		o.stats.framesDropped.Add(1)
 		return ErrPeerDown
 	}
-	return o.Send(id, prio, head, body)
+	return o.send(id, prio, qframe{head: head, body: body}, copyBody)
 }
 
 // Flushed reports whether every frame queued for a peer with a link has

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/iris-mesh/iris/crypto"
+	"github.com/iris-mesh/iris/internal/leakcheck"
 )
 
 // recorder is a Delegate that records what it is given.
@@ -332,4 +333,128 @@ func containsNode(list []*testNode, n *testNode) bool {
 		}
 	}
 	return false
+}
+
+// transientRecorder is a recorder that takes the frames starting with 't'
+// through HandleTransientFrame, copying them.
+type transientRecorder struct {
+	*recorder
+	transient chan recvFrame
+}
+
+func (r *transientRecorder) HandleTransientFrame(from string, payload []byte) bool {
+	if len(payload) == 0 || payload[0] != 't' {
+		return false
+	}
+	r.transient <- recvFrame{from, append([]byte(nil), payload...)}
+	return true
+}
+
+// TestTransientFrames: a TransientFrameHandler is offered each frame
+// smaller than 32 KiB where it lies; what it takes does not reach
+// HandleFrame, and what it declines does, as a copy that later records
+// leave intact. A larger frame goes to HandleFrame, as ever.
+func TestTransientFrames(t *testing.T) {
+	leakcheck.Check(t)
+	tr := &transientRecorder{recorder: newRecorder(), transient: make(chan recvFrame, 1<<12)}
+	a := newTestNode(t, "test-net", testKey, nil)
+	b := newTestNode(t, "test-net", testKey, func(c *Config) { c.Delegate = tr })
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a knows b", func() bool {
+		p, ok := a.Peer(b.ID())
+		return ok && p.State == StateAlive
+	})
+	frame := func(i int) []byte {
+		size := 1 + i*97%3000
+		if i == 500 {
+			size = 40 << 10
+		}
+		p := make([]byte, size)
+		for j := range p {
+			p[j] = byte(i + j)
+		}
+		p[0] = "to"[i%2]
+		return p
+	}
+	const n = 1000
+	for i := range n {
+		for a.Send(b.ID(), Bulk, nil, frame(i)) == ErrBackpressure {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	timeout := time.After(20 * time.Second)
+	next := func(ch chan recvFrame) []byte {
+		select {
+		case f := <-ch:
+			return f.payload
+		case <-timeout:
+			t.Fatal("frames missing")
+			return nil
+		}
+	}
+	var plain [][]byte
+	for i := range n {
+		if i%2 == 1 || i == 500 {
+			plain = append(plain, next(tr.frames))
+			continue
+		}
+		if got := next(tr.transient); !bytes.Equal(got, frame(i)) {
+			t.Fatalf("transient frame %d: %d bytes, want %d", i, len(got), len(frame(i)))
+		}
+	}
+	// HandleFrame's copies are checked only now, after every record.
+	k := 0
+	for i := range n {
+		if i%2 == 1 || i == 500 {
+			if !bytes.Equal(plain[k], frame(i)) {
+				t.Fatalf("frame %d changed after delivery: %d bytes", i, len(plain[k]))
+			}
+			k++
+		}
+	}
+	select {
+	case f := <-tr.frames:
+		t.Fatalf("an extra frame reached HandleFrame: %d bytes", len(f.payload))
+	default:
+	}
+}
+
+// TestSendIfUpCopy: frames sent from one buffer, overwritten after each
+// call, arrive as they were sent, small ones copied into shared send
+// blocks and larger ones on their own; a peer lets go of its block when
+// its link idles.
+func TestSendIfUpCopy(t *testing.T) {
+	leakcheck.Check(t)
+	nodes := startNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	frame := func(i int) []byte {
+		p := make([]byte, 1+i*131%(3*maxBlockCopy))
+		for j := range p {
+			p[j] = byte(i ^ j)
+		}
+		return p
+	}
+	const n = 2000
+	buf := make([]byte, 3*maxBlockCopy)
+	for i := range n {
+		body := append(buf[:0], frame(i)...)
+		for a.SendIfUpCopy(b.ID(), Bulk, []byte{byte(i)}, body) == ErrBackpressure {
+			time.Sleep(time.Millisecond)
+		}
+		clear(body)
+	}
+	for i, f := range recvN(t, b, n) {
+		want := append([]byte{byte(i)}, frame(i)...)
+		if !bytes.Equal(f.payload, want) {
+			t.Fatalf("frame %d: %d bytes, want %d", i, len(f.payload), len(want))
+		}
+	}
+	p, _ := a.lookup(b.ID())
+	waitFor(t, 10*time.Second, "the idle peer's send block let go", func() bool {
+		p.qmu.Lock()
+		defer p.qmu.Unlock()
+		return p.blk == nil
+	})
 }

@@ -114,13 +114,15 @@ var errBadFrame = errors.New("overlay: bad frame")
 // Frames of sliceMin bytes or more are delivered as slices of the arena,
 // which from then on is never written where they lie, with a release
 // function for consumers that can tell when they are done with them (see
-// held); smaller ones as copies.
+// held); smaller ones where they lie, with no release function, valid only
+// during deliver's call (the link copies what it keeps of them).
 type recordReader struct {
 	src  io.Reader
 	open func(dst, ciphertext []byte) ([]byte, error) // crypto.Session.Open
 	max  int                                          // largest frame body
 	// deliver hands out a frame; release, when not nil, is to be called
-	// once payload is no longer read (the frame is a slice of the arena).
+	// once payload is no longer read (the frame is a slice of the arena);
+	// when nil, payload is valid only during the call.
 	deliver func(kind byte, payload []byte, release func())
 	opened  func(n int) // called with the length of each record opened
 
@@ -287,9 +289,7 @@ func (rr *recordReader) frames() error {
 		}
 		body := rr.a[rr.r+frameHeaderSize : end : end]
 		var release func()
-		if len(body) < sliceMin {
-			body = append([]byte(nil), body...)
-		} else {
+		if len(body) >= sliceMin {
 			if !rr.retained {
 				rr.hold = &held{buf: rr.a}
 				rr.hold.refs.Store(1) // the reader's
