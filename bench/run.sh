@@ -55,6 +55,8 @@ if [[ ${PROFILES:-1} == 1 ]]; then
 		request2 ^BenchmarkRequest$/^nodes=2$/^sys=iris$/^inflight=64$
 		pubsub1 ^BenchmarkPubSub$/^nodes=1$/^subs=1$/^size=64$/^sys=iris$
 		pubsub2 ^BenchmarkPubSub$/^nodes=2$/^subs=1$/^size=64$/^sys=iris$
+		pubsub1k1 ^BenchmarkPubSub$/^nodes=1$/^subs=1$/^size=1024$/^sys=iris$
+		pubsub1k2 ^BenchmarkPubSub$/^nodes=2$/^subs=1$/^size=1024$/^sys=iris$
 		fanout1 ^BenchmarkPubSub$/^nodes=1$/^subs=4$/^size=64$/^sys=iris$
 		fanout2 ^BenchmarkPubSub$/^nodes=2$/^subs=4$/^size=64$/^sys=iris$
 		tunnel1 ^BenchmarkTunnel$/^nodes=1$/^sys=iris$
